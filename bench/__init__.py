@@ -1,0 +1,29 @@
+"""valbench: a data-valuation benchmark suite with planted ground truth.
+
+import valbench
+problem = valbench.load_problem("digits", "mislabel", overrides=["dataset.n_train=200"])
+valuation = valbench.make_method("loo").value(problem.game, seed=0, problem=problem)
+print(valbench.score(valuation, problem.truth))
+"""
+
+from __future__ import annotations
+
+from valbench.datasets import Split, Truth
+
+from .problem import build_problem, load_problem, make_method
+from .score import score
+from .types import Game, Method, Problem, Valuation, evaluate
+
+__all__ = [
+    "Game",
+    "Method",
+    "Problem",
+    "Split",
+    "Truth",
+    "Valuation",
+    "build_problem",
+    "evaluate",
+    "load_problem",
+    "make_method",
+    "score",
+]

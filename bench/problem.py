@@ -1,0 +1,99 @@
+"""From config to run: compose configs, build the Problem (data, truth, model spec, game), build methods."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from omegaconf import DictConfig, OmegaConf
+
+from valbench.datasets import Split, Truth, prepare
+
+from .types import Problem
+from .utility import SklearnUtility, Utility
+
+CONFIG_MODULE = "valbench.conf"
+GROUPS = ("dataset", "corruption", "model", "utility", "method")
+
+
+def options(group: str) -> list[str]:
+    """The config names available in a group of conf/ (e.g. every method)."""
+    folder = resources.files(CONFIG_MODULE).joinpath(group)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def compose(overrides=(), return_hydra_config: bool = False) -> DictConfig:
+    """The composed run config for Hydra `overrides` (e.g. ["method=loo", "dataset.n_train=200"])."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose(
+            "config", overrides=list(overrides), return_hydra_config=return_hydra_config
+        )
+
+
+def _plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def make_utility(
+    split: Split, truth: Truth, model: dict, utility: dict, progress: bool = True
+) -> Utility:
+    """The utility game named by the `utility` config, trained with the `model` config's model."""
+    model, utility = _plain(model), _plain(utility)
+    backend = utility.pop("backend", "sklearn")
+    metric = utility.pop("name")
+    model_name = model.pop("name")
+    if backend == "sklearn":
+        if model_name != "logreg":
+            raise ValueError(
+                f"utility backend 'sklearn' trains only model=logreg, got model={model_name!r}"
+            )
+        return SklearnUtility(split, truth, metric, progress=progress, **utility, **model)
+    raise ValueError(f"unknown utility backend {backend!r}; available: sklearn")
+
+
+def build_problem(cfg: DictConfig) -> Problem:
+    """Data, planted truth and utility game of the run described by a composed config."""
+    split, truth = prepare(_plain(cfg.dataset), _plain(cfg.corruption), seed=int(cfg.seed))
+    game = make_utility(
+        split, truth, cfg.model, cfg.utility, progress=bool(cfg.get("progress", True))
+    )
+    return Problem(split, truth, _plain(cfg.model), game, _plain(cfg))
+
+
+def load_problem(
+    dataset: str = "digits",
+    corruption: str = "mislabel",
+    model: str = "logreg",
+    utility: str = "val_loglik",
+    seed: int = 0,
+    overrides=(),
+) -> Problem:
+    """Build a Problem from config names, e.g. load_problem("wine", overrides=["dataset.n_train=50"])."""
+    names = {"dataset": dataset, "corruption": corruption, "model": model, "utility": utility}
+    for group, name in names.items():
+        if name not in options(group):
+            raise ValueError(f"unknown {group} {name!r}; available: {', '.join(options(group))}")
+    cfg = compose([f"{g}={n}" for g, n in names.items()] + [f"seed={seed}", *overrides])
+    return build_problem(cfg)
+
+
+def method_config(name: str) -> DictConfig:
+    """conf/method/NAME.yaml, or a ValueError listing the methods that exist."""
+    if name not in options("method"):
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(options('method'))}")
+    text = resources.files(CONFIG_MODULE).joinpath("method", f"{name}.yaml").read_text()
+    return OmegaConf.create(text)
+
+
+def make_method(name: str, **params):
+    """Build method `name` from its config, with `params` overriding its keys."""
+    from hydra.utils import instantiate
+
+    cfg = method_config(name)
+    unknown = sorted(set(params) - set(cfg) - {"_target_"})
+    if unknown:
+        known = sorted(k for k in cfg if k != "_target_")
+        raise ValueError(f"method {name!r} has no parameter(s) {unknown}; its parameters: {known}")
+    return instantiate(OmegaConf.merge(cfg, params))

@@ -1,0 +1,117 @@
+"""Core contracts: the Game protocol, Valuation, the Method protocol and Problem (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from valbench.datasets import Split, Truth
+
+
+@runtime_checkable
+class Game(Protocol):
+    """A cooperative game over `n_players` training points.
+
+    `game(masks)` takes a bool array (B, n_players) of coalitions and returns float values (B,) or,
+    for Q queries at once, (B, Q).
+    """
+
+    n_players: int
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray: ...
+
+
+def check_masks(masks: Any, n_players: int) -> np.ndarray:
+    """`masks` as a C-contiguous bool array (B, n_players), or a ValueError naming what is wrong."""
+    masks = np.asarray(masks)
+    if masks.dtype != bool:
+        if masks.dtype.kind in "iu" and masks.size and np.isin(masks, (0, 1)).all():
+            masks = masks.astype(bool)
+        elif masks.size:
+            raise ValueError(
+                f"masks must be a bool array (B, {n_players}), got dtype {masks.dtype}"
+            )
+        else:
+            masks = masks.astype(bool)
+    if masks.ndim == 1:
+        masks = masks[None]
+    if masks.ndim != 2 or masks.shape[1] != n_players:
+        raise ValueError(f"masks must have shape (B, {n_players}), got {masks.shape}")
+    return np.ascontiguousarray(masks)
+
+
+def evaluate(game: Game, masks: np.ndarray) -> np.ndarray:
+    """Call `game` on `masks` and check its answer: finite floats shaped (B,) or (B, Q)."""
+    masks = check_masks(masks, game.n_players)
+    values = np.asarray(game(masks), dtype=np.float64)
+    if values.ndim not in (1, 2) or values.shape[0] != len(masks):
+        raise ValueError(
+            f"game returned shape {values.shape} for {len(masks)} masks; expected ({len(masks)},) "
+            f"or ({len(masks)}, Q)"
+        )
+    if not np.all(np.isfinite(values)):
+        bad = int(np.argwhere(~np.isfinite(values))[0][0])
+        raise ValueError(
+            f"game returned a non-finite value (NaN or inf) for mask {bad} of {len(masks)}"
+        )
+    return values
+
+
+@dataclass
+class Valuation:
+    """What a method returns: `values` (n,) or (Q, n), higher = the point helps the utility more.
+
+    `stderr` matches `values` when the method estimates it; `selected` is a bool mask of the same shape
+    when the method selects points (e.g. knockoffs); `n_evals` counts game evaluations spent.
+    """
+
+    values: np.ndarray
+    stderr: np.ndarray | None = None
+    selected: np.ndarray | None = None
+    n_evals: int = 0
+    seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=np.float64)
+        if self.values.ndim not in (1, 2):
+            raise ValueError(f"values must be (n,) or (Q, n), got shape {self.values.shape}")
+        if self.stderr is not None:
+            self.stderr = np.asarray(self.stderr, dtype=np.float64)
+            if self.stderr.shape != self.values.shape:
+                raise ValueError(
+                    f"stderr shape {self.stderr.shape} != values shape {self.values.shape}"
+                )
+        if self.selected is not None:
+            self.selected = np.asarray(self.selected, dtype=bool)
+            if self.selected.shape != self.values.shape:
+                raise ValueError(
+                    f"selected shape {self.selected.shape} != values shape {self.values.shape}"
+                )
+
+    @property
+    def n(self) -> int:
+        return self.values.shape[-1]
+
+
+class Method(Protocol):
+    """A valuation method: `__init__` stores parameters only; `value` computes a Valuation.
+
+    Subset-based methods use only the game (and take `budget`, the maximum number of game evaluations);
+    model-based methods need `problem` and raise a clear error without it.
+    """
+
+    def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation: ...
+
+
+@dataclass
+class Problem:
+    """One run's data and game: the split, what was planted, the model spec and the utility game."""
+
+    split: Split
+    truth: Truth
+    model: dict
+    game: Game
+    config: dict = field(default_factory=dict)

@@ -1,0 +1,182 @@
+"""Utilities: games that train one submodel per coalition and score it.
+
+`Utility` owns what every backend shares: mask checks, the cache by mask, the evaluation counter,
+progress, the constant predictor for coalitions with fewer than two classes, and the scores
+(validation accuracy / log-likelihood, per-query target probability / margin). A backend only
+implements `_predict_proba(masks, x_eval) -> (B, m, K)`. `SklearnUtility` is the plain per-mask
+scikit-learn reference that the batched engine is tested against.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from valbench.datasets import Split, Truth
+
+from .types import check_masks
+
+METRICS = ("val_accuracy", "val_loglik", "query_prob", "query_margin")
+_EPS = 1e-12
+
+
+def score_probs(
+    probs: np.ndarray,
+    metric: str,
+    y: np.ndarray | None = None,
+    target: int | None = None,
+    floor: float = 1e-6,
+) -> np.ndarray:
+    """Score predicted probabilities `probs` (B, m, K) of B submodels on m evaluation points.
+
+    val_accuracy: mean_i [argmax_k p_ik = y_i];  val_loglik: mean_i log max(p_{i,y_i}, floor);
+    query_prob: p_{i,target} per query (B, m);  query_margin: log p_{i,target} - max_{k != target}
+    log p_ik per query (B, m), probabilities floored likewise.
+    """
+    if metric == "val_accuracy":
+        return (probs.argmax(-1) == y).mean(-1)
+    if metric == "val_loglik":
+        p = np.take_along_axis(probs, y[None, :, None], axis=-1)[..., 0]
+        return np.log(np.maximum(p, floor)).mean(-1)
+    if metric == "query_prob":
+        return probs[..., target]
+    if metric == "query_margin":
+        logp = np.log(np.maximum(probs, floor))
+        others = np.delete(logp, target, axis=-1).max(-1)
+        return logp[..., target] - others
+    raise ValueError(f"unknown utility {metric!r}; available: {', '.join(METRICS)}")
+
+
+class Utility(ABC):
+    """A Game whose value of a coalition S is the score of a model trained on S.
+
+    Values are (B,) for validation metrics and (B, Q) for per-query metrics. Evaluations are cached
+    by mask (so nested budgets with one seed reuse trainings); `n_evals` counts trainings done.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        truth: Truth | None = None,
+        metric: str = "val_loglik",
+        floor: float = 1e-6,
+        progress: bool = True,
+        cache: bool = True,
+    ) -> None:
+        if metric not in METRICS:
+            raise ValueError(f"unknown utility {metric!r}; available: {', '.join(METRICS)}")
+        if not 0 < floor < 1:
+            raise ValueError(f"floor must lie in (0, 1), got {floor!r}")
+        self.split, self.metric, self.floor = split, metric, floor
+        self.n_players = split.n_train
+        self.n_classes = split.n_classes
+        if metric.startswith("query"):
+            if truth is None or truth.n_queries == 0 or truth.target is None:
+                raise ValueError(
+                    f"utility {metric!r} needs triggered queries (use corruption=poison)"
+                )
+            self.x_eval, self.y_eval, self.target = truth.x_queries, truth.y_queries, truth.target
+        else:
+            self.x_eval, self.y_eval, self.target = split.x_val, split.y_val, None
+        self.progress, self.cache = progress, cache
+        self._cache: dict[bytes, np.ndarray] = {}
+        self.n_evals = 0
+        self.seconds = 0.0
+
+    @property
+    def n_queries(self) -> int | None:
+        return len(self.x_eval) if self.metric.startswith("query") else None
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        masks = check_masks(masks, self.n_players)
+        keys = [np.packbits(m).tobytes() for m in masks]
+        todo = {}
+        for i, key in enumerate(keys):
+            if key not in self._cache and key not in todo:
+                todo[key] = i
+        if todo:
+            rows = np.fromiter(todo.values(), dtype=np.int64)
+            t0 = time.perf_counter()
+            values = self.score(masks[rows])
+            self.seconds += time.perf_counter() - t0
+            self.n_evals += len(rows)
+            fresh = dict(zip(todo, values, strict=True))
+            if self.cache:
+                self._cache.update(fresh)
+        else:
+            fresh = {}
+        return np.stack([fresh[k] if k in fresh else self._cache[k] for k in keys])
+
+    def score(self, masks: np.ndarray) -> np.ndarray:
+        """Train on each mask (no cache) and score: (B,) or (B, Q)."""
+        probs = np.empty((len(masks), len(self.x_eval), self.n_classes))
+        counts = masks.astype(np.int64) @ np.eye(self.n_classes, dtype=np.int64)[self.split.y_train]
+        trainable = (counts > 0).sum(1) >= 2
+        # Fewer than two classes: the constant predictor (c_k + 1) / (|S| + K), Laplace-smoothed counts.
+        const = (counts + 1) / (counts.sum(1, keepdims=True) + self.n_classes)
+        probs[~trainable] = const[~trainable, None, :]
+        if trainable.any():
+            probs[trainable] = self._predict_proba(masks[trainable], self.x_eval)
+        return score_probs(probs, self.metric, self.y_eval, self.target, self.floor)
+
+    @abstractmethod
+    def _predict_proba(self, masks: np.ndarray, x_eval: np.ndarray) -> np.ndarray:
+        """Train one model per mask (each with >= 2 classes); class probabilities on `x_eval`."""
+
+    def _bar(self, total: int, desc: str):
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit="model",
+            disable=not self.progress or total < 64,
+            leave=False,
+        )
+
+
+class SklearnUtility(Utility):
+    """The per-mask reference: scikit-learn's multinomial LogisticRegression, one fit per mask.
+
+    Each fit minimises  C * sum_i m_i CE(x_i, y_i; W, b) + ||W||^2 / 2  over all K classes (the mask
+    enters as sample weights, so classes absent from S keep their columns), with one BLAS thread.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        truth: Truth | None = None,
+        metric: str = "val_loglik",
+        C: float = 1.0,
+        max_iter: int = 500,
+        tol: float = 1e-4,
+        **kwargs,
+    ) -> None:
+        super().__init__(split, truth, metric, **kwargs)
+        if not C > 0:
+            raise ValueError(f"C must be positive, got {C!r}")
+        self.C, self.max_iter, self.tol = float(C), int(max_iter), float(tol)
+        self._x = split.x_train.reshape(split.n_train, -1).astype(np.float64)
+
+    def _predict_proba(self, masks: np.ndarray, x_eval: np.ndarray) -> np.ndarray:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+        from threadpoolctl import threadpool_limits
+
+        x_eval = x_eval.reshape(len(x_eval), -1).astype(np.float64)
+        out = np.zeros((len(masks), len(x_eval), self.n_classes))
+        with (
+            threadpool_limits(1),
+            warnings.catch_warnings(),
+            self._bar(len(masks), "sklearn") as bar,
+        ):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for b, mask in enumerate(masks):
+                clf = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol)
+                clf.fit(self._x, self.split.y_train, sample_weight=mask.astype(np.float64))
+                out[b][:, clf.classes_] = clf.predict_proba(x_eval)
+                bar.update()
+        return out

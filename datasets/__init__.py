@@ -1,0 +1,49 @@
+"""valbench.datasets: loaders, splits and corruptions with planted ground truth.
+
+`prepare` is the whole pipeline: load -> stratified split -> corrupt (raw units) -> standardise.
+"""
+
+from __future__ import annotations
+
+from .corrupt import CORRUPTIONS, corrupt, stamp
+from .load import LOADERS, RawData, load
+from .split import split_data, standardize
+from .types import Split, Truth
+
+SPLIT_KEYS = ("n_train", "n_val", "n_test")
+
+
+def prepare(dataset: dict, corruption: dict, seed: int = 0) -> tuple[Split, Truth]:
+    """Build the (Split, Truth) of one run from a dataset and a corruption parameter dict.
+
+    `dataset` holds `name`, the split sizes `n_train`/`n_val`/`n_test`, `standardize`
+    (feature | channel | none) and the loader's own keys; `corruption` holds `name` and its keys.
+    """
+    dataset, corruption = dict(dataset), dict(corruption)
+    name = dataset.pop("name", None)
+    if name not in LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(sorted(LOADERS))}")
+    cname = corruption.pop("name", None)
+    if cname not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption {cname!r}; available: {', '.join(CORRUPTIONS)}")
+    sizes = {k: dataset.pop(k, None) for k in SPLIT_KEYS}
+    mode = dataset.pop("standardize", "feature")
+    raw = load(name, **dataset)
+    split = split_data(raw, sizes["n_train"], sizes["n_val"], sizes["n_test"], seed=seed)
+    split, truth = corrupt(split, cname, seed, **corruption)
+    return standardize(split, truth, mode)
+
+
+__all__ = [
+    "CORRUPTIONS",
+    "LOADERS",
+    "RawData",
+    "Split",
+    "Truth",
+    "corrupt",
+    "load",
+    "prepare",
+    "split_data",
+    "stamp",
+    "standardize",
+]

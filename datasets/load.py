@@ -1,0 +1,182 @@
+"""Dataset loaders: raw features and labels from scikit-learn, a generator, a user's file, torchvision.
+
+Each loader returns a `RawData` (features flat (N, d) float32 in their natural units, integer labels).
+`load(name, **params)` is the registry; unknown names list what exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RawData:
+    x: np.ndarray
+    y: np.ndarray
+    n_classes: int
+    name: str
+    image_shape: tuple[int, int, int] | None = None
+    x_test: np.ndarray | None = None  # a dataset's own test set, when it ships one
+    y_test: np.ndarray | None = None
+
+
+def _sklearn(loader, name: str, image_shape=None) -> RawData:
+    x, y = loader(return_X_y=True)
+    return RawData(x.astype(np.float32), y.astype(np.int64), int(y.max()) + 1, name, image_shape)
+
+
+def digits() -> RawData:
+    from sklearn.datasets import load_digits
+
+    return _sklearn(load_digits, "digits", (1, 8, 8))
+
+
+def breast_cancer() -> RawData:
+    from sklearn.datasets import load_breast_cancer
+
+    return _sklearn(load_breast_cancer, "breast_cancer")
+
+
+def wine() -> RawData:
+    from sklearn.datasets import load_wine
+
+    return _sklearn(load_wine, "wine")
+
+
+def synthetic(
+    n_samples: int = 2000,
+    n_features: int = 20,
+    n_informative: int = 10,
+    n_classes: int = 2,
+    class_sep: float = 1.0,
+    seed: int = 0,
+) -> RawData:
+    """A Gaussian-clusters classification problem (scikit-learn's `make_classification`)."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=n_samples,
+        n_features=n_features,
+        n_informative=n_informative,
+        n_redundant=0,
+        n_classes=n_classes,
+        class_sep=class_sep,
+        random_state=seed,
+    )
+    return RawData(x.astype(np.float32), y.astype(np.int64), n_classes, "synthetic")
+
+
+def _encode_labels(labels: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+    classes, y = np.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"{path}: labels have {len(classes)} distinct value(s); need at least 2")
+    return y.astype(np.int64), len(classes)
+
+
+def csv(path: str | None = None, label_column: str | int = -1) -> RawData:
+    """A user's own table: a CSV file (numeric features, one label column) or an NPZ file with `x`, `y`."""
+    if not path:
+        raise ValueError("dataset=csv needs dataset.path=/path/to/file.csv (or .npz)")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"dataset file not found: {p}")
+    if p.suffix == ".npz":
+        with np.load(p, allow_pickle=False) as f:
+            keys = {k.lower(): k for k in f.files}
+            if "x" not in keys or "y" not in keys:
+                raise ValueError(f"{p}: an NPZ dataset needs arrays 'x' and 'y', found {f.files}")
+            x, labels = f[keys["x"]], f[keys["y"]]
+        if labels.ndim != 1 or len(labels) != len(x):
+            raise ValueError(
+                f"{p}: y must have one label per row of x ({len(x)}), got shape {labels.shape}"
+            )
+        image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
+        x = x.reshape(len(x), -1)
+    else:
+        import pandas as pd
+
+        frame = pd.read_csv(p)
+        col = frame.columns[label_column] if isinstance(label_column, int) else label_column
+        if col not in frame.columns:
+            raise ValueError(f"{p}: no label column {col!r}; columns are {list(frame.columns)}")
+        labels = frame[col].to_numpy()
+        features = frame.drop(columns=[col])
+        non_numeric = [
+            c for c in features.columns if not np.issubdtype(features[c].dtype, np.number)
+        ]
+        if non_numeric:
+            raise ValueError(f"{p}: feature columns must be numeric, these are not: {non_numeric}")
+        x, image_shape = features.to_numpy(), None
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        row = int(np.argwhere(~np.isfinite(x))[0][0])
+        raise ValueError(f"{p}: features contain NaN or inf (first at row {row})")
+    y, n_classes = _encode_labels(labels, p)
+    return RawData(x, y, n_classes, p.stem, image_shape)
+
+
+_TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+def _torchvision(name: str, root: str | None, download: bool) -> RawData:
+    import torchvision
+
+    if not root:
+        raise ValueError(
+            f"dataset={name} needs dataset.root=/path/to/data (download is off by default)"
+        )
+    root_path = Path(root).expanduser()
+    cls = getattr(torchvision.datasets, _TORCHVISION[name])
+    parts = []
+    for train in (True, False):
+        try:
+            ds = cls(str(root_path), train=train, download=download)
+        except RuntimeError as err:
+            raise FileNotFoundError(
+                f"{name} files not found under root {root_path} ({err}). Put the torchvision "
+                f"{_TORCHVISION[name]} files there or set dataset.download=true where the internet is reachable."
+            ) from None
+        x = np.asarray(ds.data, dtype=np.float32) / 255.0
+        if x.ndim == 4:  # CIFAR: (N, h, w, c) -> (N, c, h, w)
+            x = x.transpose(0, 3, 1, 2)
+        else:
+            x = x[:, None]
+        parts.append((x, np.asarray(ds.targets, dtype=np.int64)))
+    (x, y), (xt, yt) = parts
+    shape = tuple(x.shape[1:])
+    flat = lambda a: np.ascontiguousarray(a.reshape(len(a), -1))  # noqa: E731
+    return RawData(flat(x), y, 10, name, shape, flat(xt), yt)
+
+
+def mnist(root: str | None = None, download: bool = False) -> RawData:
+    return _torchvision("mnist", root, download)
+
+
+def fashion_mnist(root: str | None = None, download: bool = False) -> RawData:
+    return _torchvision("fashion_mnist", root, download)
+
+
+def cifar10(root: str | None = None, download: bool = False) -> RawData:
+    return _torchvision("cifar10", root, download)
+
+
+LOADERS = {
+    "digits": digits,
+    "breast_cancer": breast_cancer,
+    "wine": wine,
+    "synthetic": synthetic,
+    "csv": csv,
+    "mnist": mnist,
+    "fashion_mnist": fashion_mnist,
+    "cifar10": cifar10,
+}
+
+
+def load(name: str, **params) -> RawData:
+    """Load dataset `name` with the loader's own parameters."""
+    if name not in LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(sorted(LOADERS))}")
+    return LOADERS[name](**params)

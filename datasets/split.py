@@ -1,0 +1,106 @@
+"""Stratified train/val/test splits and standardisation fitted on the training part only."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .load import RawData
+from .types import Split, Truth
+
+
+def _stratified_take(
+    idx: np.ndarray, y: np.ndarray, size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split `idx` into `size` stratified indices and the rest."""
+    from sklearn.model_selection import train_test_split
+
+    if size == len(idx):
+        return idx, idx[:0]
+    counts = np.bincount(y[idx])
+    stratify = (
+        y[idx]
+        if counts[counts > 0].min() >= 2 and min(size, len(idx) - size) >= (counts > 0).sum()
+        else None
+    )
+    take, rest = train_test_split(idx, train_size=size, stratify=stratify, random_state=seed)
+    return np.sort(take), np.sort(rest)
+
+
+def split_data(
+    raw: RawData, n_train: int, n_val: int, n_test: int | None = None, seed: int = 0
+) -> Split:
+    """A seeded stratified split of `raw` into `n_train`, `n_val` and `n_test` points (`n_test=None`: the rest).
+
+    A dataset that ships its own test set (torchvision) draws the test part from it.
+    """
+    own_test = raw.x_test is not None
+    pool = len(raw.y)
+    test_pool = len(raw.y_test) if own_test else pool - n_train - n_val
+    for key, value in (("n_train", n_train), ("n_val", n_val)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    if n_test is not None and (not isinstance(n_test, (int, np.integer)) or n_test < 1):
+        raise ValueError(f"n_test must be a positive integer or null (the rest), got {n_test!r}")
+    if n_train + n_val + (0 if own_test else (n_test or 1)) > pool:
+        raise ValueError(
+            f"n_train={n_train} + n_val={n_val}"
+            + ("" if own_test else f" + n_test={n_test or 1}")
+            + f" exceeds the {pool} points of dataset {raw.name!r}"
+        )
+    n_test = test_pool if n_test is None else n_test
+    if n_test > test_pool:
+        raise ValueError(
+            f"n_test={n_test} exceeds the {test_pool} points left for testing in {raw.name!r}"
+        )
+
+    train, rest = _stratified_take(np.arange(pool), raw.y, n_train, seed)
+    val, rest = _stratified_take(rest, raw.y, n_val, seed + 1)
+    if own_test:
+        xt, yt = raw.x_test, raw.y_test
+        rest = np.arange(len(yt))
+    else:
+        xt, yt = raw.x, raw.y
+    test, _ = _stratified_take(rest, yt, n_test, seed + 2)
+    return Split(
+        raw.x[train],
+        raw.y[train],
+        raw.x[val],
+        raw.y[val],
+        xt[test],
+        yt[test],
+        n_classes=raw.n_classes,
+        name=raw.name,
+        image_shape=raw.image_shape,
+    )
+
+
+def standardize(split: Split, truth: Truth, mode: str = "feature") -> tuple[Split, Truth]:
+    """Shift and scale features by statistics of the training part: per `feature`, per image `channel`,
+    or `none`. Constant features keep scale 1. Triggered queries get the same transform."""
+    if mode == "none":
+        return split, truth
+    x = split.x_train.reshape(split.n_train, -1).astype(np.float64)
+    if mode == "feature":
+        mean, std = x.mean(0), x.std(0)
+    elif mode == "channel":
+        if split.image_shape is None:
+            raise ValueError(f"standardize=channel needs image data; {split.name!r} is tabular")
+        c = split.image_shape[0]
+        per = x.reshape(len(x), c, -1)
+        mean = np.repeat(per.mean((0, 2)), per.shape[2])
+        std = np.repeat(per.std((0, 2)), per.shape[2])
+    else:
+        raise ValueError(f"unknown standardize mode {mode!r}; use feature, channel or none")
+    std = np.where(std > 1e-8, std, 1.0)
+
+    def tf(a: np.ndarray) -> np.ndarray:
+        return ((a.reshape(len(a), -1) - mean) / std).astype(np.float32).reshape(a.shape)
+
+    split = replace(
+        split, **{f"x_{p}": tf(getattr(split, f"x_{p}")) for p in ("train", "val", "test")}
+    )
+    if truth.x_queries is not None:
+        truth = replace(truth, x_queries=tf(truth.x_queries))
+    return split, truth

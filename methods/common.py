@@ -1,0 +1,54 @@
+"""Plumbing shared by the methods: budget and problem checks, seeded generators, timing."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from valbench.types import Problem
+
+
+def check_budget(budget, minimum: int, method: str) -> int:
+    """`budget` (max game evaluations) as an int >= `minimum`, or a ValueError naming both."""
+    if budget is None:
+        return minimum
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, (int, np.integer))
+        and not (isinstance(budget, float) and budget.is_integer())
+    ):
+        raise ValueError(
+            f"{method}: budget must be an integer number of evaluations, got {budget!r}"
+        )
+    if budget < minimum:
+        raise ValueError(
+            f"{method}: budget {int(budget)} is below this method's minimum of {minimum} evaluations"
+        )
+    return int(budget)
+
+
+def require_problem(problem: Problem | None, method: str) -> Problem:
+    """The run's Problem, or a clear error for model-based methods called with a bare game."""
+    if problem is None:
+        raise ValueError(f"{method} is model-based: call value(game, seed=..., problem=problem)")
+    return problem
+
+
+def rng_for(seed: int, *stream: int) -> np.random.Generator:
+    """An independent generator for `seed` (and an optional stream id)."""
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return np.random.default_rng([int(seed), *stream])
+
+
+class Stopwatch:
+    """`with Stopwatch() as t: ...` then `t.seconds`."""
+
+    def __enter__(self) -> Stopwatch:
+        self._t0 = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self._t0
