@@ -2,6 +2,10 @@
 
 valbench method=loo dataset=wine            # one run under outputs/
 valbench -m method=random,loo seed=0,1,2    # a sweep under multirun/NAME/
+valbench -m hydra/launcher=joblib ...       # the same sweep, jobs in parallel processes
+
+A sweep writes each job to multirun/NAME/OVERRIDES (the job's overrides, less experiment, name and
+progress), so a rerun finds the records of the jobs that already finished and skips them.
 """
 
 from __future__ import annotations
@@ -12,13 +16,20 @@ import traceback
 from pathlib import Path
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from .machine import device_name, versions
 from .problem import build_problem
 from .score import METRIC_KEYS, score
-from .store import RECORD_NAME, SCHEMA_VERSION, read_record, write_atomic, write_record
+from .store import (
+    RECORD_NAME,
+    SCHEMA_VERSION,
+    as_stored,
+    read_record,
+    remove_partial_writes,
+    write_arrays,
+    write_record,
+)
 
 log = logging.getLogger("valbench")
 
@@ -35,28 +46,42 @@ def flatten(cfg: dict, prefix: str = "") -> dict:
     return out
 
 
+# Config keys that do not change a job's result: a rerun that differs only in them skips the job.
+NOT_RESULT_KEYS = ("progress",)
+
+
+def _result_config(config: dict) -> dict:
+    return as_stored({k: v for k, v in config.items() if k not in NOT_RESULT_KEYS})
+
+
+def finished_record(job_dir: Path, config: dict) -> dict | None:
+    """The job's earlier record if it finished ok, in this schema and with this config; else None."""
+    path = Path(job_dir) / RECORD_NAME
+    old = read_record(path) if path.exists() else None
+    if old is None or old.get("status") != "ok" or old.get("schema") != SCHEMA_VERSION:
+        return None
+    if _result_config(old.get("config") or {}) != _result_config(config):
+        log.info("rerunning %s: its record was made with another config", job_dir)
+        return None
+    return old
+
+
 def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool = True) -> dict:
-    """Run one job and write its record to `job_dir`; a job whose record says ok is skipped."""
+    """Run one job and write its record (and its values) to `job_dir`.
+
+    A job whose earlier record finished ok with the same config is skipped, so a rerun of a sweep
+    only does what is missing or failed. A failing job writes a record with status "error" and the
+    traceback; it raises when `raise_errors` (single runs) and returns the record otherwise (sweeps).
+    """
     from hydra.utils import instantiate
 
     job_dir = Path(job_dir)
-    done = job_dir / RECORD_NAME
-    if done.exists() and (old := read_record(done)) and old.get("status") == "ok":
-        log.info("skipping %s: its record exists", job_dir)
-        return old
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    remove_partial_writes(job_dir)  # left behind by a run that was killed mid-write
     record = {
         "schema": SCHEMA_VERSION,
         "status": "running",
         "method": method_name,
-        "seed": int(cfg.seed),
-        "dataset": cfg.dataset.name,
-        "corruption": cfg.corruption.name,
-        "model": cfg.model.name,
-        "utility": cfg.utility.name,
-        "device": device_name("cpu"),
         "versions": versions(),
-        "config": flatten(plain),
         **dict.fromkeys(METRIC_KEYS, float("nan")),
         "n_evals": None,
         "seconds": None,
@@ -64,6 +89,19 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
     }
     t0 = time.perf_counter()
     try:
+        config = flatten(OmegaConf.to_container(cfg, resolve=True))
+        if old := finished_record(job_dir, config):
+            log.info("skipping %s: its record exists", job_dir)
+            return old
+        record.update(
+            seed=int(cfg.seed),
+            dataset=cfg.dataset.name,
+            corruption=cfg.corruption.name,
+            model=cfg.model.name,
+            utility=cfg.utility.name,
+            device=device_name("cpu"),
+            config=config,
+        )
         method = instantiate(cfg.method)  # a bad method config fails before any training
         problem = build_problem(cfg)
         record["device"] = device_name(getattr(problem.game, "device", "cpu"))
@@ -83,7 +121,7 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
         for key in ("stderr", "selected"):
             if getattr(valuation, key) is not None:
                 arrays[key] = getattr(valuation, key)
-        _save_arrays(job_dir / "valuation.npz", arrays)
+        write_arrays(job_dir, arrays)
     except Exception as err:  # the record says what failed; a sweep goes on
         record.update(
             status="error",
@@ -107,14 +145,6 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
         record["seconds"],
     )
     return record
-
-
-def _save_arrays(path: Path, arrays: dict) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    write_atomic(path, buf.getvalue())
 
 
 @hydra.main(config_path="pkg://valbench.conf", config_name="config", version_base="1.3")

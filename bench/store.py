@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -13,6 +14,9 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "result.json"
+ARRAYS_NAME = (
+    "valuation.npz"  # values, planted mask, and stderr / selected when the method has them
+)
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +34,11 @@ def _jsonable(obj):
     return obj
 
 
+def as_stored(obj):
+    """`obj` as it reads back from a record (NaN -> None, tuples -> lists, numpy -> Python)."""
+    return json.loads(json.dumps(_jsonable(obj)))
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
     path = Path(path)
@@ -44,6 +53,29 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_partial_writes(folder: Path) -> list[Path]:
+    """Delete the temporary files that `write_atomic` leaves in `folder` when a process is killed."""
+    stale = sorted(Path(folder).glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def write_arrays(job_dir: Path, arrays: dict) -> Path:
+    """Save a job's arrays (`values`, `planted`, ...) compressed and atomically in `job_dir`."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    path = Path(job_dir) / ARRAYS_NAME
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+def read_arrays(job_dir: Path) -> dict[str, np.ndarray]:
+    """The arrays a job saved with `write_arrays` (FileNotFoundError when it saved none)."""
+    with np.load(Path(job_dir) / ARRAYS_NAME) as data:
+        return {key: data[key] for key in data.files}
 
 
 def write_record(job_dir: Path, record: dict) -> Path:
