@@ -1,7 +1,11 @@
-"""`valbench-report`: turn job records into tables.
+"""`valbench-report`: job records -> one tidy table -> summary tables, paper figures, the CI check.
 
-valbench-report collect multirun/quickstart -o results.parquet
-valbench-report table multirun/quickstart        # or a collected .parquet/.csv file
+valbench-report collect multirun/quickstart -o report/results     # report/results.{parquet,csv}
+valbench-report table report/results.parquet [--latex] [-o report/table]
+valbench-report plot report/results.parquet [-o report/figures]
+valbench-report check --baseline results/baselines/ci.csv [--update]
+
+`table` and `plot` also take record folders instead of a collected file.
 """
 
 from __future__ import annotations
@@ -9,112 +13,158 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .score import METRIC_KEYS
 from .store import SCHEMA_VERSION, find_records, read_record
+from .tables import COST_KEYS, ok_jobs, summarize, to_latex, to_markdown
 
 log = logging.getLogger("valbench.report")
-COST_KEYS = ("n_evals", "seconds")
-SETTING_KEYS = ("dataset", "corruption", "model", "utility")
+NUMERIC_KEYS = (*METRIC_KEYS, *COST_KEYS, "wall_seconds", "n_trainings", "n_planted", "n_train")
 
 
 def collect(*dirs) -> pd.DataFrame:
-    """All records under `dirs` as one tidy table: one row per job, flattened config columns."""
-    rows = []
-    for path in find_records(*dirs):
+    """All records under `dirs` as one tidy table: one row per job (finished or failed), its
+    metrics, costs, `config.*` columns (the flattened run config) and the record's `path`.
+
+    Corrupt records and records of another schema version are skipped by name with a warning; a
+    FileNotFoundError says when nothing readable is left.
+    """
+    rows, skipped = [], Counter()
+    paths = find_records(*dirs)
+    for path in paths:
         record = read_record(path)
         if record is None:
+            skipped["corrupt"] += 1
             continue
         if record.get("schema") != SCHEMA_VERSION:
             log.warning(
-                "skipping %s: schema %s, this valbench reads %s",
+                "skipping %s: schema %s, this valbench reads schema %s",
                 path,
                 record.get("schema"),
                 SCHEMA_VERSION,
             )
+            skipped[f"schema {record.get('schema')}"] += 1
             continue
-        config = {
-            f"config.{k}": (str(v) if isinstance(v, (list, dict)) else v)
-            for k, v in record.pop("config", {}).items()
-        }
-        record.pop("traceback", None)
-        record.pop("info", None)
-        versions = record.pop("versions", {}) or {}
-        rows.append(
-            {**record, **config, "valbench_version": versions.get("valbench"), "path": str(path)}
-        )
+        rows.append(_row(record, path))
+    where = ", ".join(map(str, dirs))
     if not rows:
-        raise FileNotFoundError(f"no valbench result records under {', '.join(map(str, dirs))}")
+        if not paths:
+            raise FileNotFoundError(f"no valbench result records (result.json) under {where}")
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
+        raise FileNotFoundError(f"no usable records under {where}: skipped {reasons}")
+    if skipped:
+        log.warning("skipped %d of %d records under %s", sum(skipped.values()), len(paths), where)
     frame = pd.DataFrame(rows)
-    for key in (*METRIC_KEYS, *COST_KEYS):
+    for key in NUMERIC_KEYS:
         if key in frame:
             frame[key] = pd.to_numeric(frame[key], errors="coerce")
+    return _uniform_types(frame)
+
+
+def _row(record: dict, path: Path) -> dict:
+    config = {
+        f"config.{k}": (str(v) if isinstance(v, (list, dict)) else v)
+        for k, v in (record.pop("config", None) or {}).items()
+    }
+    for key in ("traceback", "info"):
+        record.pop(key, None)
+    versions = record.pop("versions", None) or {}
+    return {**record, **config, "valbench_version": versions.get("valbench"), "path": str(path)}
+
+
+def _uniform_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns that mix value types (e.g. a config key that is 3 in one job and "auto" in another)
+    become strings, so the table writes to parquet."""
+    for col in frame.select_dtypes(include="object").columns:
+        kinds = {type(v) for v in frame[col] if v is not None and not pd.isna(v)}
+        if len(kinds) > 1:
+            frame[col] = frame[col].map(lambda v: v if v is None or pd.isna(v) else str(v))
     return frame
 
 
 def load_table(sources) -> pd.DataFrame:
     """A collected table from a .parquet/.csv file, or collected on the fly from record folders."""
-    if len(sources) == 1 and Path(sources[0]).suffix in (".parquet", ".csv"):
-        path = Path(sources[0])
+    sources = [Path(s) for s in sources]
+    if len(sources) == 1 and sources[0].suffix in (".parquet", ".csv"):
+        path = sources[0]
+        if not path.exists():
+            raise FileNotFoundError(f"no such table: {path}")
         return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     return collect(*sources)
 
 
-def summarize(frame: pd.DataFrame, metrics=("auroc", "ap", "f1_2means")) -> pd.DataFrame:
-    """Mean and std over seeds of each metric and cost, per method x setting (ok jobs only)."""
-    ok = frame[frame["status"] == "ok"]
-    keys = [k for k in SETTING_KEYS if k in ok and ok[k].nunique() > 1] + ["method"]
-    cols = [c for c in (*metrics, *COST_KEYS) if c in ok]
-    grouped = ok.groupby(keys, dropna=False)[cols]
-    out = grouped.mean().join(grouped.std(ddof=1), rsuffix="_std")
-    out.insert(0, "seeds", grouped.size())
-    return out.sort_values(metrics[0], ascending=False)
+def write_table(frame: pd.DataFrame, output: Path) -> list[Path]:
+    """`frame` as OUTPUT.parquet and OUTPUT.csv."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    paths = [output.with_suffix(".parquet"), output.with_suffix(".csv")]
+    frame.to_parquet(paths[0], index=False)
+    frame.to_csv(paths[1], index=False)
+    return paths
 
 
-def to_markdown(summary: pd.DataFrame, metrics=("auroc", "ap", "f1_2means")) -> str:
-    """The summary as a Markdown table with mean ± std cells."""
-    index_names = list(summary.index.names)
-    header = [*index_names, "seeds", *metrics, *COST_KEYS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for idx, row in summary.iterrows():
-        idx = idx if isinstance(idx, tuple) else (idx,)
-        cells = [str(i) for i in idx] + [str(int(row["seeds"]))]
-        for col in (*metrics, *COST_KEYS):
-            mean, std = row.get(col, np.nan), row.get(f"{col}_std", np.nan)
-            fmt = "{:.0f}" if col == "n_evals" else "{:.2f}" if col == "seconds" else "{:.3f}"
-            cell = fmt.format(mean) if np.isfinite(mean) else "–"
-            if np.isfinite(std) and std > 0:
-                cell += " ± " + fmt.format(std)
-            cells.append(cell)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def report_failures(frame: pd.DataFrame) -> None:
+    for _, row in frame[frame["status"] != "ok"].iterrows():
+        print(f"FAILED {row.get('method')} ({row.get('path')}): {row.get('error')}")
 
 
 def _cmd_collect(args) -> int:
     frame = collect(*args.dirs)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(out.with_suffix(".parquet"), index=False)
-    frame.to_csv(out.with_suffix(".csv"), index=False)
-    print(f"{len(frame)} records -> {out.with_suffix('.parquet')} and {out.with_suffix('.csv')}")
+    paths = write_table(frame, args.output)
+    print(f"{len(frame)} records ({len(ok_jobs(frame))} ok) -> {paths[0]} and {paths[1]}")
     return 0
 
 
 def _cmd_table(args) -> int:
     frame = load_table(args.sources)
-    print(to_markdown(summarize(frame)))
-    failed = frame[frame["status"] != "ok"]
-    for _, row in failed.iterrows():
-        print(f"FAILED {row['method']} ({row['path']}): {row.get('error')}")
+    summary = summarize(frame)
+    markdown, latex = to_markdown(summary), to_latex(summary)
+    print(latex if args.latex else markdown)
+    report_failures(frame)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(markdown + "\n")
+        out.with_suffix(".tex").write_text(latex + "\n")
+        print(f"tables -> {out.with_suffix('.md')} and {out.with_suffix('.tex')}")
     return 0
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+def _cmd_plot(args) -> int:
+    from .plots import plot_all
+
+    frame = load_table(args.sources)
+    source = Path(args.sources[0])
+    out = Path(args.output or (source.parent if source.is_file() else source) / "figures")
+    paths = plot_all(frame, out, removal=not args.no_removal, width=args.width)
+    print(f"{len(paths)} figures in {out}:")
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from .check import run_check
+
+    return run_check(
+        baseline=Path(args.baseline),
+        update=args.update,
+        results=args.results,
+        sweep_dir=args.sweep_dir,
+        experiment=args.experiment,
+        tolerance=args.tolerance,
+        evals_factor=args.evals_factor,
+        time_factor=args.time_factor,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .check import EVALS_FACTOR, QUALITY_TOLERANCE, TIME_FACTOR
+
     parser = argparse.ArgumentParser(
         prog="valbench-report",
         description=__doc__,
@@ -122,13 +172,42 @@ def main(argv=None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("collect", help="job records -> one table (parquet and CSV)")
-    p.add_argument("dirs", nargs="+")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("dirs", nargs="+", help="sweep or job folders")
+    p.add_argument("-o", "--output", required=True, help="writes OUTPUT.parquet and OUTPUT.csv")
     p.set_defaults(func=_cmd_collect)
-    p = sub.add_parser("table", help="mean ± std per method x setting, as Markdown")
-    p.add_argument("sources", nargs="+", help="record folders or a collected .parquet/.csv")
+
+    p = sub.add_parser("table", help="mean ± std over seeds per method x setting")
+    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    p.add_argument("--latex", action="store_true", help="print LaTeX instead of Markdown")
+    p.add_argument("-o", "--output", help="also write OUTPUT.md and OUTPUT.tex")
     p.set_defaults(func=_cmd_table)
-    args = parser.parse_args(argv)
+
+    p = sub.add_parser("plot", help="paper figures (PNG and PDF)")
+    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    p.add_argument("-o", "--output", help="folder for the figures (default: beside the table)")
+    p.add_argument("--width", choices=("auto", "single", "double"), default="auto")
+    p.add_argument(
+        "--no-removal", action="store_true", help="skip the point-removal curves (they retrain)"
+    )
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("check", help="run the CI sweep and compare it with a baseline")
+    p.add_argument("--baseline", required=True, help="e.g. results/baselines/ci.csv")
+    p.add_argument("--update", action="store_true", help="rewrite the baseline from this sweep")
+    p.add_argument("--results", nargs="+", help="compare these records/table; run no sweep")
+    p.add_argument("--sweep-dir", help="run the sweep here (default: a temporary folder)")
+    p.add_argument("--experiment", default="ci", help="the sweep: conf/experiment/NAME.yaml")
+    p.add_argument("--tolerance", type=float, default=QUALITY_TOLERANCE)
+    p.add_argument("--evals-factor", type=float, default=EVALS_FACTOR)
+    p.add_argument("--time-factor", type=float, default=TIME_FACTOR)
+    p.set_defaults(func=_cmd_check)
+    return parser
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("valbench").setLevel(logging.INFO)
+    args = _parser().parse_args(argv)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as err:

@@ -25,6 +25,7 @@ from .store import (
     RECORD_NAME,
     SCHEMA_VERSION,
     as_stored,
+    flatten,
     read_record,
     remove_partial_writes,
     write_arrays,
@@ -32,18 +33,6 @@ from .store import (
 )
 
 log = logging.getLogger("valbench")
-
-
-def flatten(cfg: dict, prefix: str = "") -> dict:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
-    out = {}
-    for key, value in cfg.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 # Config keys that do not change a job's result: a rerun that differs only in them skips the job.

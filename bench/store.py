@@ -34,6 +34,30 @@ def _jsonable(obj):
     return obj
 
 
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}: how a record stores its run config; lists stay values."""
+    out = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def unflatten(flat: dict) -> dict:
+    """The inverse of `flatten`: {"a.b": 1} -> {"a": {"b": 1}}."""
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
 def as_stored(obj):
     """`obj` as it reads back from a record (NaN -> None, tuples -> lists, numpy -> Python)."""
     return json.loads(json.dumps(_jsonable(obj)))
