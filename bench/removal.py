@@ -43,8 +43,8 @@ def removal_masks(
     return masks
 
 
-def test_accuracy_game(problem: Problem) -> Game:
-    """The run's utility game with validation accuracy on the TEST split as the score."""
+def removal_game(problem: Problem) -> Game:
+    """The game the curves are scored with: the run's utility, scoring accuracy on the TEST split."""
     split = replace(problem.split, x_val=problem.split.x_test, y_val=problem.split.y_test)
     utility = {**problem.config["utility"], "name": "val_accuracy"}
     return make_utility(split, problem.truth, problem.config["model"], utility, progress=False)
@@ -81,7 +81,7 @@ def removal_table(jobs: pd.DataFrame, fractions=FRACTIONS) -> pd.DataFrame:
         key = json.dumps(config, sort_keys=True)
         if key not in games:
             problem = build_problem(OmegaConf.create(unflatten(config)))
-            games[key] = problem.truth.planted, test_accuracy_game(problem)
+            games[key] = problem.truth.planted, removal_game(problem)
         planted, game = games[key]
         arrays = read_arrays(job_dir)
         if not np.array_equal(arrays["planted"], planted):

@@ -79,7 +79,7 @@ def _row(record: dict, path: Path) -> dict:
 def _uniform_types(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns that mix value types (e.g. a config key that is 3 in one job and "auto" in another)
     become strings, so the table writes to parquet."""
-    for col in frame.select_dtypes(include="object").columns:
+    for col in [c for c in frame if pd.api.types.is_object_dtype(frame[c])]:
         kinds = {type(v) for v in frame[col] if v is not None and not pd.isna(v)}
         if len(kinds) > 1:
             frame[col] = frame[col].map(lambda v: v if v is None or pd.isna(v) else str(v))

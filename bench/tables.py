@@ -99,7 +99,9 @@ def summarize(frame: pd.DataFrame, metrics=None) -> pd.DataFrame:
     values = [c for c in (*metrics, *COST_KEYS) if c in jobs]
     jobs = jobs.assign(planted_fraction=jobs["n_planted"] / jobs["n_train"])
     grouped = jobs.groupby(keys, dropna=False, sort=True)
-    out = grouped[values].mean().join(grouped[values].std(ddof=1), rsuffix="_std")
+    out = pd.concat(
+        [grouped[values].mean(), grouped[values].std(ddof=1).add_suffix("_std")], axis=1
+    )
     out.insert(0, "seeds", grouped.size())
     out["planted_fraction"] = grouped["planted_fraction"].mean()
     out = out.reset_index()
