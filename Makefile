@@ -4,7 +4,9 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: bench test lint install clean
+QUICKSTART = multirun/quickstart/report
+
+.PHONY: bench check test lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +18,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# The quickstart sweep, its table (Markdown and LaTeX) and figures (PNG and PDF) under $(QUICKSTART).
 bench: $(STAMP)
 	$(BIN)/valbench -m experiment=quickstart
-	$(BIN)/valbench-report table multirun/quickstart
+	$(BIN)/valbench-report collect multirun/quickstart -o $(QUICKSTART)/results
+	$(BIN)/valbench-report table $(QUICKSTART)/results.parquet -o $(QUICKSTART)/table
+	$(BIN)/valbench-report plot $(QUICKSTART)/results.parquet -o $(QUICKSTART)/figures
+
+# The CI regression check: the ci sweep against the committed baseline (exit 1 on a regression).
+check: $(STAMP)
+	$(BIN)/valbench-report check --baseline results/baselines/ci.csv
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

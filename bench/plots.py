@@ -231,10 +231,11 @@ def removal_figure(curves: pd.DataFrame, width: str = "auto"):
                     color=colour,
                     alpha=0.15,
                 )
-            _clip_to_unit(ax)
             ax.set_xlabel("fraction of training points removed")
             ax.set_ylabel("test accuracy")
             ax.set_title(_title(REMOVED[removed], titles[base]))
+    for ax in fig.axes:  # after all lines: the panels share their y range
+        _clip_to_unit(ax)
     _legend(fig, method_order(curves["method"]))
     return fig
 
