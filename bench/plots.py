@@ -155,11 +155,14 @@ def _mean_values(job_path: str) -> np.ndarray | None:
 
 
 def rank_correlations(jobs: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per base: method x method mean over seeds of the Spearman correlation of their values (the
-    best-funded variant of each method; methods that gave constant values get NaN)."""
+    """Per base with at least two methods: method x method mean over seeds of the Spearman
+    correlation of their values (the best-funded variant of each method; methods that gave
+    constant values get NaN)."""
     out = {}
     for base, part in largest_budget(jobs).groupby("base"):
         methods = method_order(part["method"])
+        if len(methods) < 2:
+            continue
         per_seed = []
         for _, seed_jobs in part.groupby("seed"):
             vectors = {

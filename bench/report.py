@@ -93,8 +93,26 @@ def load_table(sources) -> pd.DataFrame:
         path = sources[0]
         if not path.exists():
             raise FileNotFoundError(f"no such table: {path}")
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        return _this_schema(frame, path)
     return collect(*sources)
+
+
+def _this_schema(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
+    """The rows of a collected table that this valbench reads; the others skipped by path."""
+    if "schema" not in frame or "status" not in frame:
+        raise ValueError(f"{source} is not a table made by `valbench-report collect`")
+    foreign = frame["schema"] != SCHEMA_VERSION
+    for _, row in frame[foreign].iterrows():
+        log.warning(
+            "skipping %s: schema %s, this valbench reads schema %s",
+            row.get("path"),
+            row["schema"],
+            SCHEMA_VERSION,
+        )
+    if foreign.all():
+        raise ValueError(f"no rows of schema {SCHEMA_VERSION} in {source}")
+    return frame[~foreign]
 
 
 def write_table(frame: pd.DataFrame, output: Path) -> list[Path]:
@@ -191,15 +209,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_plot)
 
-    p = sub.add_parser("check", help="run the CI sweep and compare it with a baseline")
+    p = sub.add_parser(
+        "check",
+        help="run the CI sweep and compare it with a baseline",
+        description="Exit 0 when every method x setting passes, 1 on a regression, a baseline row the "
+        "sweep no longer makes, or a failed job; 2 on bad input. Rows the baseline lacks are NEW.",
+    )
     p.add_argument("--baseline", required=True, help="e.g. results/baselines/ci.csv")
     p.add_argument("--update", action="store_true", help="rewrite the baseline from this sweep")
     p.add_argument("--results", nargs="+", help="compare these records/table; run no sweep")
-    p.add_argument("--sweep-dir", help="run the sweep here (default: a temporary folder)")
+    p.add_argument(
+        "--sweep-dir",
+        help="run the sweep here and keep it (default: a temporary folder); a rerun there reuses "
+        "the finished jobs",
+    )
     p.add_argument("--experiment", default="ci", help="the sweep: conf/experiment/NAME.yaml")
-    p.add_argument("--tolerance", type=float, default=QUALITY_TOLERANCE)
-    p.add_argument("--evals-factor", type=float, default=EVALS_FACTOR)
-    p.add_argument("--time-factor", type=float, default=TIME_FACTOR)
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=QUALITY_TOLERANCE,
+        help="largest allowed drop of mean AUROC and AP (absolute; default %(default)s)",
+    )
+    p.add_argument(
+        "--evals-factor",
+        type=float,
+        default=EVALS_FACTOR,
+        help="largest allowed ratio of mean n_evals to the baseline (default %(default)s)",
+    )
+    p.add_argument(
+        "--time-factor",
+        type=float,
+        default=TIME_FACTOR,
+        help="largest allowed ratio of mean seconds to max(baseline, 1 s) (default %(default)s)",
+    )
     p.set_defaults(func=_cmd_check)
     return parser
 

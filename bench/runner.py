@@ -2,7 +2,7 @@
 
 valbench method=loo dataset=wine            # one run under outputs/
 valbench -m method=random,loo seed=0,1,2    # a sweep under multirun/NAME/
-valbench -m hydra/launcher=joblib ...       # the same sweep, jobs in parallel processes
+valbench -m hydra/launcher=parallel ...     # the same sweep, jobs in parallel processes (joblib)
 
 A sweep writes each job to multirun/NAME/OVERRIDES (the job's overrides, less experiment, name and
 progress), so a rerun finds the records of the jobs that already finished and skips them.

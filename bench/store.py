@@ -14,9 +14,8 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "result.json"
-ARRAYS_NAME = (
-    "valuation.npz"  # values, planted mask, and stderr / selected when the method has them
-)
+# A job's arrays: values, planted mask, and stderr / selected when the method has them.
+ARRAYS_NAME = "valuation.npz"
 log = logging.getLogger(__name__)
 
 

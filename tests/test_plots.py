@@ -97,6 +97,10 @@ def test_rank_correlations_are_spearman_of_the_best_funded_values(frame):
     assert matrix.loc["ame", "oracle"] == pytest.approx(np.mean(expected))
 
 
+def test_no_rank_correlation_for_a_single_method(frame):
+    assert rank_correlations(label_jobs(frame[frame["method"] == "oracle"])) == {}
+
+
 def test_removal_masks_drop_the_highest_or_lowest_values_first():
     values = np.array([0.3, -1.0, 2.0, 0.5, 0.5, -0.2])
     rng = np.random.default_rng(0)

@@ -128,3 +128,18 @@ def test_columns_of_mixed_types_still_write_to_parquet(sweep, tmp_path):
     assert sorted(frame["config.method.batch"]) == ["3", "auto"]
     frame.to_parquet(tmp_path / "t.parquet")
     assert len(pd.read_parquet(tmp_path / "t.parquet")) == 2
+
+
+def test_collected_tables_of_another_schema_are_refused(sweep, tmp_path, caplog):
+    frame = collect(sweep)
+    mixed = frame.assign(schema=[SCHEMA_VERSION + 1] + [SCHEMA_VERSION] * (len(frame) - 1))
+    mixed.to_csv(tmp_path / "mixed.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        assert len(load_table([tmp_path / "mixed.csv"])) == len(frame) - 1
+    assert f"skipping {frame['path'].iloc[0]}: schema {SCHEMA_VERSION + 1}" in caplog.text
+    frame.assign(schema=0).to_parquet(tmp_path / "old.parquet")
+    with pytest.raises(ValueError, match=f"no rows of schema {SCHEMA_VERSION}"):
+        load_table([tmp_path / "old.parquet"])
+    pd.DataFrame({"a": [1]}).to_csv(tmp_path / "other.csv")
+    with pytest.raises(ValueError, match="not a table made by"):
+        load_table([tmp_path / "other.csv"])
