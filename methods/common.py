@@ -52,3 +52,38 @@ class Stopwatch:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self._t0
+
+
+MAX_ROWS = 4096  # masks handed to the game per call by the samplers (the engine chunks further)
+
+
+def check_players(game, minimum: int, method: str) -> int:
+    """`game.n_players` when it is at least `minimum`, or a ValueError naming both."""
+    n = int(game.n_players)
+    if n < minimum:
+        raise ValueError(f"{method}: needs a game with at least {minimum} players, got {n}")
+    return n
+
+
+def as_columns(values: np.ndarray) -> np.ndarray:
+    """Game values (B,) or (B, Q) as a (B, Q) array (Q = 1 for a single-utility game)."""
+    return values[:, None] if values.ndim == 1 else values
+
+
+def per_query(array: np.ndarray, single: bool) -> np.ndarray:
+    """A (Q, n) result as (n,) for a single-utility game, else unchanged."""
+    return array[0] if single else array
+
+
+def bernoulli_masks(rng: np.random.Generator, p: np.ndarray, n: int) -> np.ndarray:
+    """Masks (len(p), n): row j includes each point independently with probability p[j].
+
+    The uniforms are drawn row after row, so the first m rows depend only on the generator's state
+    and p[:m]: a larger budget with the same seed starts with the smaller budget's masks.
+    """
+    masks = np.empty((len(p), n), dtype=bool)
+    step = max(1, (1 << 22) // max(n, 1))
+    for start in range(0, len(p), step):
+        stop = min(start + step, len(p))
+        masks[start:stop] = rng.random((stop - start, n)) < p[start:stop, None]
+    return masks

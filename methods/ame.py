@@ -1,0 +1,239 @@
+"""AME-LASSO: the average marginal effect by randomized subset experiments (Lin et al., ICML 2022).
+
+    AME_i(P) = E_{p ~ P} E_{S ~ Bernoulli(p)^(N \\ i)} [U(S + i) - U(S)]            (eq. 1)
+
+Each of the m = `budget` samples draws its own p_j ~ P, then includes every point independently with
+probability p_j; y_j = U(S_j). With features X_ji = 1/p_j if i is in S_j else -1/(1 - p_j) (mean 0
+and variance 1/(p(1 - p)) given p_j), the least-squares coefficient of X_i is
+
+    beta_i = Cov(X_i, y) / Var(X_i) = AME_i(P) / v,    v = E_p[1 / (p (1 - p))]       (section 4.1)
+
+so the values returned are v * beta: utility units (on an additive game, the a_i). beta is estimated
+by the LASSO (methods/lasso.py), lambda by K-fold cross-validation; one unpenalised indicator column
+per grid value of p absorbs E[U | p] (no global intercept then). For a continuous P the unpenalised
+columns are a cubic polynomial in p; any function of p is uncorrelated with the features, so these
+columns only remove variance. All Q queries share the samples, the folds and each fold's Gram matrix.
+
+AME-SV (section 4.3): p from the density proportional to 1/(p(1 - p)) on [eps, 1 - eps] and features
+X_ji = 1[i in S_j] - p_j. Then Cov(X_i, y | p) = p(1 - p) AME_i(p) and Var(X_i | p) = p(1 - p), so the
+least-squares coefficient is the average of AME_i(p) over p ~ Uniform[eps, 1 - eps] (no rescaling):
+the Shapley value as eps -> 0.
+
+stderr is the plug-in least-squares standard error scale * sqrt(cv_error / sum_j X_ji^2) (held-out
+mean squared error at the chosen lambda); it ignores the LASSO's shrinkage of each value towards 0 by
+about info["threshold"] (lambda in value units: exact for an orthogonal design).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, logit
+
+from valbench.types import Game, Problem, Valuation, evaluate
+
+from .common import (
+    Stopwatch,
+    as_columns,
+    bernoulli_masks,
+    check_budget,
+    check_players,
+    per_query,
+    rng_for,
+)
+from .knockoffs import KNOCKOFFS, knockoff_select
+from .lasso import RULES, lasso_cv
+
+MIN_SAMPLES_PER_FOLD = 10
+
+
+def _polynomial(c: np.ndarray, degree: int = 3) -> np.ndarray:
+    return c[:, None] ** np.arange(degree + 1)[None, :]
+
+
+class GridDesign:
+    """p uniform over a grid; features 1/p, -1/(1-p); one indicator column per grid value."""
+
+    def __init__(self, grid) -> None:
+        self.grid = np.asarray(grid, dtype=np.float64)
+        self.scale = float(np.mean(1 / (self.grid * (1 - self.grid))))
+
+    def draw(self, u: np.ndarray) -> np.ndarray:
+        return self.grid[np.minimum((u * len(self.grid)).astype(np.int64), len(self.grid) - 1)]
+
+    def features(self, masks: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return np.where(masks, 1 / p[:, None], -1 / (1 - p[:, None]))
+
+    def basis(self, p: np.ndarray) -> np.ndarray:
+        return (p[:, None] == self.grid[None, :]).astype(np.float64)
+
+
+class RangeDesign(GridDesign):
+    """p ~ Uniform[lo, hi]; features 1/p, -1/(1-p); unpenalised cubic in p.
+
+    v = (1 / (hi - lo)) int_lo^hi dp / (p (1 - p)) = (logit(hi) - logit(lo)) / (hi - lo).
+    """
+
+    def __init__(self, lo: float, hi: float) -> None:
+        self.lo, self.hi = lo, hi
+        self.scale = float((logit(hi) - logit(lo)) / (hi - lo))
+
+    def draw(self, u: np.ndarray) -> np.ndarray:
+        return self.lo + (self.hi - self.lo) * u
+
+    def basis(self, p: np.ndarray) -> np.ndarray:
+        return _polynomial((2 * p - self.lo - self.hi) / (self.hi - self.lo))
+
+
+class ShapleyDesign:
+    """AME-SV: logit(p) ~ Uniform[-L, L], L = logit(1 - eps) (density prop. to 1/(p(1-p)));
+    features 1[i in S] - p; unpenalised cubic in logit(p) / L; no rescaling."""
+
+    scale = 1.0
+
+    def __init__(self, eps: float) -> None:
+        self.half_width = float(logit(1 - eps))
+
+    def draw(self, u: np.ndarray) -> np.ndarray:
+        return expit(self.half_width * (2 * u - 1))
+
+    def features(self, masks: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return masks - p[:, None]
+
+    def basis(self, p: np.ndarray) -> np.ndarray:
+        return _polynomial(logit(p) / self.half_width)
+
+
+def fit_ame(
+    game: Game,
+    seed: int,
+    budget,
+    design,
+    cv_folds: int,
+    cv_rule: str,
+    knockoffs: str,
+    fdr: float,
+    method: str,
+) -> Valuation:
+    """Sample, evaluate, regress: the estimator described in the module docstring."""
+    if isinstance(cv_folds, bool) or not isinstance(cv_folds, (int, np.integer)) or cv_folds < 2:
+        raise ValueError(f"{method}: cv_folds must be an integer >= 2, got {cv_folds!r}")
+    if cv_rule not in RULES:
+        raise ValueError(f"{method}: cv_rule must be one of {RULES}, got {cv_rule!r}")
+    if knockoffs not in KNOCKOFFS:
+        raise ValueError(f"{method}: knockoffs must be one of {KNOCKOFFS}, got {knockoffs!r}")
+    if not (isinstance(fdr, (int, float)) and 0 < fdr < 1):
+        raise ValueError(f"{method}: fdr (q) must lie in (0, 1), got {fdr!r}")
+    n = check_players(game, 1, method)
+    m = check_budget(budget, MIN_SAMPLES_PER_FOLD * cv_folds, method)
+    with Stopwatch() as t:
+        p = design.draw(rng_for(seed, 0).random(m))
+        masks = bernoulli_masks(rng_for(seed, 1), p, n)
+        raw = evaluate(game, masks)
+        x = design.features(masks, p)
+        if knockoffs != "none":
+            x = np.hstack([x, design.features(bernoulli_masks(rng_for(seed, 2), p, n), p)])
+        folds = rng_for(seed, 3).permutation(m) % cv_folds
+        fit = lasso_cv(x, as_columns(raw), design.basis(p), folds, cv_rule)
+        col_sq = (x[:, :n] ** 2).sum(0)
+        values = design.scale * fit.coef[:, :n]
+        stderr = design.scale * np.sqrt(fit.cv_error[:, None] / col_sq[None, :])
+        selected = None
+        if knockoffs != "none":
+            selected = knockoff_select(fit.coef[:, :n], fit.coef[:, n:], fdr, knockoffs)
+    single = raw.ndim == 1
+    return Valuation(
+        per_query(values, single),
+        stderr=per_query(stderr, single),
+        selected=None if selected is None else per_query(selected, single),
+        n_evals=m,
+        seconds=t.seconds,
+        info={
+            "scale": design.scale,
+            "lambda": fit.lam.tolist(),
+            "threshold": (fit.lam * design.scale * m / col_sq.mean()).tolist(),
+            "cv_error": fit.cv_error.tolist(),
+            "n_nonzero": np.count_nonzero(fit.coef[:, :n], axis=1).tolist(),
+        },
+    )
+
+
+def _check_probability(p, name: str, method: str) -> float:
+    if not (isinstance(p, (int, float)) and 0 < p < 1):
+        raise ValueError(f"{method}: {name} values must lie in (0, 1), got {p!r}")
+    return float(p)
+
+
+class AME:
+    """AME-LASSO over P = uniform on `p_grid`, or Uniform[lo, hi] when `p_range` is set (it then
+    replaces the grid). `knockoffs` ('none' | 'knockoff' | 'knockoff+') adds a selection at FDR `fdr`.
+    Minimum budget: 10 * cv_folds evaluations."""
+
+    def __init__(
+        self,
+        budget: int = 2000,
+        p_grid=(0.2, 0.4, 0.6, 0.8),
+        p_range=None,
+        cv_folds: int = 5,
+        cv_rule: str = "1se",
+        knockoffs: str = "none",
+        fdr: float = 0.1,
+    ) -> None:
+        self.budget, self.p_grid, self.p_range = budget, p_grid, p_range
+        self.cv_folds, self.cv_rule, self.knockoffs, self.fdr = cv_folds, cv_rule, knockoffs, fdr
+
+    def design(self):
+        if self.p_range is not None:
+            if len(self.p_range) != 2:
+                raise ValueError(f"ame: p_range must be [lo, hi], got {self.p_range!r}")
+            lo, hi = (_check_probability(p, "p_range", "ame") for p in self.p_range)
+            if not lo < hi:
+                raise ValueError(f"ame: p_range needs lo < hi, got {list(self.p_range)}")
+            return RangeDesign(lo, hi)
+        if self.p_grid is None or len(self.p_grid) == 0:
+            raise ValueError("ame: give p_grid (a list of probabilities) or p_range ([lo, hi])")
+        return GridDesign(sorted({_check_probability(p, "p_grid", "ame") for p in self.p_grid}))
+
+    def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
+        return fit_ame(
+            game,
+            seed,
+            self.budget,
+            self.design(),
+            self.cv_folds,
+            self.cv_rule,
+            self.knockoffs,
+            self.fdr,
+            "ame",
+        )
+
+
+class AMESV:
+    """AME-SV: AME-LASSO whose target is the Shapley value averaged over p in [eps, 1 - eps].
+    Minimum budget: 10 * cv_folds evaluations."""
+
+    def __init__(
+        self,
+        budget: int = 2000,
+        eps: float = 0.01,
+        cv_folds: int = 5,
+        cv_rule: str = "1se",
+        knockoffs: str = "none",
+        fdr: float = 0.1,
+    ) -> None:
+        self.budget, self.eps = budget, eps
+        self.cv_folds, self.cv_rule, self.knockoffs, self.fdr = cv_folds, cv_rule, knockoffs, fdr
+
+    def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
+        if not (isinstance(self.eps, (int, float)) and 0 < self.eps < 0.5):
+            raise ValueError(f"ame_sv: eps must lie in (0, 0.5), got {self.eps!r}")
+        return fit_ame(
+            game,
+            seed,
+            self.budget,
+            ShapleyDesign(float(self.eps)),
+            self.cv_folds,
+            self.cv_rule,
+            self.knockoffs,
+            self.fdr,
+            "ame_sv",
+        )
