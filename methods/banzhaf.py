@@ -36,7 +36,7 @@ MIN_SAMPLES = 64
 class DataBanzhaf:
     """Banzhaf values from `budget` uniform random coalitions, every evaluation used for every point."""
 
-    def __init__(self, budget: int = 10_000) -> None:
+    def __init__(self, budget: int = 2000) -> None:
         self.budget = budget
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:

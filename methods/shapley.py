@@ -127,7 +127,7 @@ class MonteCarloShapley:
     """Shapley values by permutation sampling (Castro et al. 2009; Ghorbani & Zou 2019 without
     truncation): the mean marginal contribution over random permutations."""
 
-    def __init__(self, budget: int = 10_000) -> None:
+    def __init__(self, budget: int = 2500) -> None:
         self.budget = budget
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
@@ -142,7 +142,7 @@ class BetaShapley:
     (1, 1) is the Shapley value; the paper recommends (16, 1) for finding mislabelled points.
     """
 
-    def __init__(self, budget: int = 10_000, alpha: float = 4.0, beta: float = 1.0) -> None:
+    def __init__(self, budget: int = 2500, alpha: float = 4.0, beta: float = 1.0) -> None:
         self.budget, self.alpha, self.beta = budget, alpha, beta
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
@@ -169,7 +169,7 @@ class TruncatedMonteCarloShapley:
     permutation finishes within the budget. `chunk=None` uses ceil(n / 16).
     """
 
-    def __init__(self, budget: int = 10_000, tol: float = 0.01, chunk: int | None = None) -> None:
+    def __init__(self, budget: int = 2500, tol: float = 0.01, chunk: int | None = None) -> None:
         self.budget, self.tol, self.chunk = budget, tol, chunk
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:

@@ -15,7 +15,9 @@ def test_threshold_game_within_stderr():
     game = games.ThresholdGame(1000)  # Banzhaf 1/2 for players 0-2, 0 for the rest
     valuation = DataBanzhaf(budget=20_000).value(game, seed=0)
     within_stderr(valuation.values, valuation.stderr, games.banzhaf(game))
-    assert 0.6 < np.mean(z_scores(valuation.values, valuation.stderr, games.banzhaf(game)) ** 2) < 1.5
+    assert (
+        0.6 < np.mean(z_scores(valuation.values, valuation.stderr, games.banzhaf(game)) ** 2) < 1.5
+    )
     assert valuation.n_evals == 20_000
 
 

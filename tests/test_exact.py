@@ -29,7 +29,9 @@ def test_exact_shapley_and_banzhaf(game):
 def test_exact_beta_semivalue(alpha, beta):
     game = reference_games()[2]
     valuation = exact_semivalue(game, beta_set_weights(alpha, beta), "beta")
-    np.testing.assert_allclose(valuation.values, games.beta_semivalue(game, alpha, beta), atol=1e-10)
+    np.testing.assert_allclose(
+        valuation.values, games.beta_semivalue(game, alpha, beta), atol=1e-10
+    )
 
 
 def test_exact_methods_refuse_large_games_and_small_budgets(broken):

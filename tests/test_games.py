@@ -64,7 +64,9 @@ def test_closed_forms_match_brute_force(name):
     banzhaf = brute_set_weighted(game, lambda k, n: 0.5 ** (n - 1))
     np.testing.assert_allclose(games.banzhaf(game), banzhaf, atol=1e-10)
     grid = [0.2, 0.4, 0.6, 0.8]
-    ame = brute_set_weighted(game, lambda k, n: np.mean([p**k * (1 - p) ** (n - 1 - k) for p in grid]))
+    ame = brute_set_weighted(
+        game, lambda k, n: np.mean([p**k * (1 - p) ** (n - 1 - k) for p in grid])
+    )
     np.testing.assert_allclose(games.ame(game, grid), ame, atol=1e-10)
 
     def beta_weight(k, n, a=4.0, b=1.0):  # Kwon & Zou's integral, by numerical quadrature
