@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import enet_path
+from threadpoolctl import threadpool_limits
 
 RULES = ("1se", "min")
 BLOCK, PATIENCE = 5, 10
@@ -123,9 +124,16 @@ def lasso_cv(
     """Fit the LASSO of each column of y (m, Q) on x (m, p) with unpenalised `basis` (m, G).
 
     `folds` (m,) holds each sample's fold id; lambda is chosen per response by `rule`.
+    Runs with one BLAS thread: coordinate descent makes many short BLAS calls whose threading
+    overhead dominated (measured on a busy 2-core machine: 0.6 s instead of 16 s for one CV).
     """
     if rule not in RULES:
         raise ValueError(f"cv_rule must be one of {RULES}, got {rule!r}")
+    with threadpool_limits(1, user_api="blas"):
+        return _lasso_cv(x, y, basis, folds, rule, n_lambdas)
+
+
+def _lasso_cv(x, y, basis, folds, rule, n_lambdas) -> LassoCV:
     m, n_queries = len(x), y.shape[1]
     everything = np.arange(m)
     full = Solver(
