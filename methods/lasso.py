@@ -96,6 +96,7 @@ class Solver:
                 coef_init=self.coef[q],
                 check_input=False,
                 max_iter=5000,
+                tol=1e-6,
             )
         self.coef[q] = coefs[:, -1]
         return coefs

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import beta as beta_fn
 from scipy.stats import betabinom
 from tqdm.auto import tqdm
 
@@ -114,7 +115,6 @@ def beta_weights(n: int, alpha: float, beta: float) -> np.ndarray:
 
 def beta_set_weights(alpha: float, beta: float):
     """Per-coalition weights w(k) = P(k) / C(n-1, k) for methods.exact.exact_semivalue."""
-    from scipy.special import beta as beta_fn
 
     def weights(n: int) -> np.ndarray:
         k = np.arange(n)
