@@ -11,7 +11,7 @@ which each game gives in closed form (`marginal_at`). Then, with the mixing law 
     Shapley       t ~ Uniform[0, 1]                      (Owen's integral formula)
     Banzhaf       t = 1/2
     Beta(a, b)    t ~ Beta(b, a)   (Kwon & Zou 2022: weight on t^(b-1) (1-t)^(a-1))
-    AME(P)        t ~ P, a grid (uniform over its values) or Uniform[lo, hi] (Lin et al. 2022, eq. 1)
+    AME(P)        t ~ P, a grid (uniform over its values) or Uniform[lo, hi] (Lin et al. 2022)
     AME-SV(eps)   t ~ Uniform[eps, 1 - eps]  (the limit of the AME-SV regression, see methods/ame.py)
 
 The integrals use Gauss quadrature, exact for these polynomial g. Nothing here calls an estimator.
@@ -138,7 +138,7 @@ def _mix(game, nodes: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def beta_semivalue(game, alpha: float, beta: float) -> np.ndarray:
-    """Beta(alpha, beta)-Shapley (Kwon & Zou 2022, eq. 4): E_{t ~ Beta(beta, alpha)} g(t)."""
+    """Beta(alpha, beta)-Shapley (Kwon & Zou 2022): E_{t ~ Beta(beta, alpha)} g(t)."""
     x, w = roots_jacobi(_NODES, alpha - 1, beta - 1)  # weight (1 - x)^(alpha-1) (1 + x)^(beta-1)
     return _mix(game, (1 + x) / 2, w / w.sum())
 
@@ -160,7 +160,7 @@ def uniform_average(game, lo: float, hi: float) -> np.ndarray:
 
 
 def ame(game, p_grid: Sequence[float] | None = None, p_range=None) -> np.ndarray:
-    """AME(P) (Lin et al. 2022, eq. 1): the mean of g over the grid, or its average over [lo, hi]."""
+    """AME(P) (Lin et al. 2022): the mean of g over the grid, or its average over [lo, hi]."""
     if p_range is not None:
         return uniform_average(game, *p_range)
     return np.mean([game.marginal_at(float(p)) for p in p_grid], axis=0)

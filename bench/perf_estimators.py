@@ -31,7 +31,7 @@ from .machine import device_name
 from .store import write_atomic
 
 MAX_DESIGN = 2 * 10**7  # AME runs where budget * n fits this many design entries (160 MB)
-EPS = 0.01
+EPS = 0.05  # ame_sv's default
 FLOOR = 1e-4  # errors below it (MC Shapley is exact on additive games) are drawn at it
 PERMUTATION_METHODS = ("mc_shapley", "tmc_shapley", "beta_shapley")  # minimum budget 2n
 

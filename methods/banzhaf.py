@@ -1,4 +1,4 @@
-"""Data Banzhaf with the maximum-sample-reuse (MSR) estimator (Wang & Jia 2023, eq. 6).
+"""Data Banzhaf with the maximum-sample-reuse (MSR) estimator (Wang & Jia 2023).
 
 Draw coalitions S_1..S_m with every point in independently with probability 1/2, evaluate U once each,
 and reuse every evaluation for every point:

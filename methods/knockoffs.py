@@ -1,5 +1,5 @@
 """Model-X knockoff selection with false discovery rate control (Barber & Candes 2015; Candes et al.
-2018), as AME uses it (Lin et al. 2022, section 4.2).
+2018), as AME uses it (Lin et al. 2022).
 
 Each point i gets a knockoff column: fresh Bernoulli(p_j) draws for every sample j, featurised like
 the real column, so a point with no effect is exchangeable with its knockoff. From the LASSO

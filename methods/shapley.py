@@ -105,7 +105,7 @@ def permutation_semivalue(
 
 
 def beta_weights(n: int, alpha: float, beta: float) -> np.ndarray:
-    """Beta(alpha, beta)-Shapley's law of the prefix size k = 0..n-1 (Kwon & Zou 2022, eq. 4).
+    """Beta(alpha, beta)-Shapley's law of the prefix size k = 0..n-1 (Kwon & Zou 2022).
 
     Their weight w(j) = n * int_0^1 t^(j-1) (1-t)^(n-j) Beta(t; beta, alpha) dt makes the size of the
     coalition a point joins BetaBinomial(n - 1, beta, alpha); alpha > beta favours small coalitions.
