@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from valbench import games, make_method
 from valbench.problem import compose
 from valbench.runner import run_job
+from valbench.store import ARRAYS_NAME
 
 SUBSET_METHODS = {
     "ame": "AME",
@@ -47,6 +48,6 @@ def test_bad_method_config_writes_no_valuation(tmp_path):
     )
     with pytest.raises(ValueError, match=r"p_grid values must lie in \(0, 1\), got 1.5"):
         run_job(cfg, tmp_path, "ame")
-    assert not (tmp_path / "valuation.npz").exists()
+    assert not (tmp_path / ARRAYS_NAME).exists()
     record = OmegaConf.load(tmp_path / "result.json")
     assert record.status == "error" and record.n_evals is None
