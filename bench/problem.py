@@ -9,10 +9,12 @@ from omegaconf import DictConfig, OmegaConf
 from valbench.datasets import Split, Truth, prepare
 
 from .types import Problem
-from .utility import SklearnUtility, Utility
+from .utility import EngineUtility, SklearnUtility, Utility
 
 CONFIG_MODULE = "valbench.conf"
 GROUPS = ("dataset", "corruption", "model", "utility", "method")
+BACKENDS = ("engine", "sklearn")
+SKLEARN_KEYS = ("C", "max_iter", "tol")  # the logreg keys the scikit-learn reference reads
 
 
 def options(group: str) -> list[str]:
@@ -37,27 +39,44 @@ def _plain(cfg) -> dict:
 
 
 def make_utility(
-    split: Split, truth: Truth, model: dict, utility: dict, progress: bool = True
+    split: Split,
+    truth: Truth,
+    model: dict,
+    utility: dict,
+    progress: bool = True,
+    seed: int = 0,
 ) -> Utility:
     """The utility game named by the `utility` config, trained with the `model` config's model."""
     model, utility = _plain(model), _plain(utility)
-    backend = utility.pop("backend", "sklearn")
+    backend = utility.pop("backend", "engine")
     metric = utility.pop("name")
-    model_name = model.pop("name")
+    device = utility.pop("device", "auto")
+    if backend == "engine":
+        return EngineUtility(
+            split, truth, metric, model, device, seed, progress=progress, **utility
+        )
     if backend == "sklearn":
-        if model_name != "logreg":
+        if model["name"] != "logreg":
             raise ValueError(
-                f"utility backend 'sklearn' trains only model=logreg, got model={model_name!r}"
+                f"utility backend 'sklearn' trains only model=logreg, got model={model['name']!r}"
             )
-        return SklearnUtility(split, truth, metric, progress=progress, **utility, **model)
-    raise ValueError(f"unknown utility backend {backend!r}; available: sklearn")
+        if device not in ("auto", "cpu"):
+            raise ValueError(f"utility backend 'sklearn' runs on the CPU, got device={device!r}")
+        solver = {k: model[k] for k in SKLEARN_KEYS if k in model}
+        return SklearnUtility(split, truth, metric, progress=progress, **utility, **solver)
+    raise ValueError(f"unknown utility backend {backend!r}; available: {', '.join(BACKENDS)}")
 
 
 def build_problem(cfg: DictConfig) -> Problem:
     """Data, planted truth and utility game of the run described by a composed config."""
     split, truth = prepare(_plain(cfg.dataset), _plain(cfg.corruption), seed=int(cfg.seed))
     game = make_utility(
-        split, truth, cfg.model, cfg.utility, progress=bool(cfg.get("progress", True))
+        split,
+        truth,
+        cfg.model,
+        cfg.utility,
+        progress=bool(cfg.get("progress", True)),
+        seed=int(cfg.seed),
     )
     return Problem(split, truth, _plain(cfg.model), game, _plain(cfg))
 

@@ -3,8 +3,9 @@
 `Utility` owns what every backend shares: mask checks, the cache by mask, the evaluation counter,
 progress, the constant predictor for coalitions with fewer than two classes, and the scores
 (validation accuracy / log-likelihood, per-query target probability / margin). A backend only
-implements `_predict_proba(masks, x_eval) -> (B, m, K)`. `SklearnUtility` is the plain per-mask
-scikit-learn reference that the batched engine is tested against.
+implements `_predict_proba(masks, x_eval) -> (B, m, K)`. `EngineUtility` trains its submodels in
+batches through bench/engine.py; `SklearnUtility` is the plain per-mask scikit-learn reference that
+the engine is tested against.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from tqdm.auto import tqdm
 
 from valbench.datasets import Split, Truth
 
+from .engine import Engine
+from .models import IMAGE_MODELS
 from .types import check_masks
 
 METRICS = ("val_accuracy", "val_loglik", "query_prob", "query_margin")
@@ -180,3 +183,31 @@ class SklearnUtility(Utility):
                 out[b][:, clf.classes_] = clf.predict_proba(x_eval)
                 bar.update()
         return out
+
+
+class EngineUtility(Utility):
+    """Submodels of any conf/model/ model, trained B at a time by the batched engine.
+
+    `model` is the model config (`name` plus its keys); image models see `split.as_images()`.
+    `device`: auto (CUDA when available), cpu or cuda[:i]; `seed` seeds every submodel's randomness.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        truth: Truth | None = None,
+        metric: str = "val_loglik",
+        model: dict | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(split, truth, metric, **kwargs)
+        model = dict(model or {"name": "logreg"})
+        data = split.as_images() if model.get("name") in IMAGE_MODELS else split.as_flat()
+        self.engine = Engine(model, data.x_train, data.y_train, split.n_classes, device, seed)
+        self.device = str(self.engine.device)
+
+    def _predict_proba(self, masks: np.ndarray, x_eval: np.ndarray) -> np.ndarray:
+        with self._bar(len(masks), f"engine {self.engine.name}") as bar:
+            return self.engine.fit_predict(masks, x_eval, on_chunk=bar.update)

@@ -20,7 +20,7 @@ DESIGN_NAMES = {
         "cifar10",
     },
     "corruption": {"none", "mislabel", "noise", "poison"},
-    "model": {"logreg"},
+    "model": {"logreg", "mlp", "cnn", "resnet9"},
     "utility": {"val_accuracy", "val_loglik", "query_prob", "query_margin"},
     "method": {"random", "loo"},
 }

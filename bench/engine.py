@@ -1,0 +1,379 @@
+"""The batched submodel engine: one submodel per coalition mask, B of them trained together.
+
+- logreg (convex): each submodel minimises scikit-learn's objective C sum_i m_i CE_i + ||W||^2 / 2
+  (mask = per-sample weights) to a gradient tolerance, by L-BFGS batched over the B models
+  (bench/convex.py), optionally warm-started from the full-data fit.
+- networks (mlp, cnn, resnet9): a fixed number of minibatch SGD/Adam steps per submodel, as the AME
+  paper trains its submodels (Lin et al., ICML 2022, Sec. 5). Parameters are stacked (B, ...) by
+  `torch.func.stack_module_state`; each step is one forward/backward for all B models, by batched
+  matmuls for MLPs (fast path) or `vmap(functional_call)` for any nn.Module (generic path). Model b
+  draws its minibatches uniformly, with replacement, from its own coalition.
+
+A submodel's randomness (initialisation, minibatches) is a function of (seed, mask) alone, so its
+result does not depend on the batch or chunk it is trained in, and CPU runs repeat exactly for a seed.
+B is cut into chunks that fit `memory_mb`; a chunk that runs out of memory is retried at half size.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
+
+from .convex import LbfgsResult, LogregObjective, lbfgs_logreg
+from .models import ARCH_KEYS, MLP, build_model, check_fits
+from .types import check_masks
+
+log = logging.getLogger(__name__)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_M32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Options:
+    """Where and how precisely the engine computes (keys of every conf/model/*.yaml)."""
+
+    dtype: str = "float32"  # float32 | float64
+    tf32: bool = False  # CUDA only: TF32 matmuls and convolutions
+    memory_mb: float = 2048  # memory budget of one chunk of submodels
+    cpu_chunk: int = 256  # CPU only: at most this many submodels per chunk (cache-sized is fastest)
+
+    def __post_init__(self) -> None:
+        _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
+        _check(self.memory_mb > 0, "memory_mb", self.memory_mb, "a positive number of MiB")
+        _check(int(self.cpu_chunk) >= 1, "cpu_chunk", self.cpu_chunk, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class ConvexSpec:
+    """logreg: scikit-learn's objective, solved by batched L-BFGS to max |gradient| <= tol."""
+
+    C: float = 1.0
+    tol: float = 1e-4
+    max_iter: int = 500
+    history: int = 10  # L-BFGS memory (scipy's default, as scikit-learn uses it)
+    warm_start: bool = False  # start from the full-data fit instead of zero
+
+    def __post_init__(self) -> None:
+        _check(self.C > 0, "C", self.C, "positive")
+        _check(self.tol > 0, "tol", self.tol, "positive")
+        _check(int(self.max_iter) >= 1, "max_iter", self.max_iter, "an integer >= 1")
+        _check(int(self.history) >= 1, "history", self.history, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """mlp, cnn, resnet9: `steps` minibatch steps of `optimizer` per submodel."""
+
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    momentum: float = 0.0  # sgd only
+    weight_decay: float = 0.0
+    steps: int = 500
+    batch_size: int = 64
+    path: str = "auto"  # auto (fast for MLPs, else generic) | fast | generic
+    bf16: bool = False  # CUDA only: bfloat16 autocast of forward and backward
+
+    def __post_init__(self) -> None:
+        _check(self.optimizer in ("adam", "sgd"), "optimizer", self.optimizer, "adam or sgd")
+        _check(self.lr > 0, "lr", self.lr, "positive")
+        _check(self.momentum >= 0 and self.weight_decay >= 0, "momentum/weight_decay",
+               (self.momentum, self.weight_decay), ">= 0")  # fmt: skip
+        _check(int(self.steps) >= 1, "steps", self.steps, "an integer >= 1")
+        _check(int(self.batch_size) >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _check(self.path in ("auto", "fast", "generic"), "path", self.path, "auto, fast or generic")
+
+
+def _check(ok: bool, key: str, value, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"model.{key}={value!r} is not allowed; it must be {allowed}")
+
+
+def _keys(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """`auto` -> CUDA when available, else CPU; an explicit CUDA device must exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:INDEX")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available; use auto or cpu")
+    return dev
+
+
+def mask_keys(masks: np.ndarray, seed: int) -> np.ndarray:
+    """A 63-bit key per mask, a hash of (seed, mask): the seed of that submodel's randomness."""
+    head = int(seed).to_bytes(8, "little")
+    digests = (
+        hashlib.blake2b(head + np.packbits(m).tobytes(), digest_size=8).digest() for m in masks
+    )
+    return np.array([int.from_bytes(d, "little") >> 1 for d in digests], dtype=np.int64)
+
+
+def _mul32(h: torch.Tensor, c: int) -> torch.Tensor:
+    """(h * c) mod 2^32 for 0 <= h < 2^32, in 16-bit halves so int64 never overflows."""
+    return (h * (c & 0xFFFF) + (((h * (c >> 16)) & 0xFFFF) << 16)) & _M32
+
+
+def _mix32(h: torch.Tensor) -> torch.Tensor:
+    """The `lowbias32` integer hash (C. Wellons, 2018) on values in [0, 2^32)."""
+    h = _mul32(h ^ (h >> 16), 0x7FEB352D)
+    h = _mul32(h ^ (h >> 15), 0x846CA68B)
+    return h ^ (h >> 16)
+
+
+def draw_positions(keys: torch.Tensor, step: int, size: int, sizes: torch.Tensor) -> torch.Tensor:
+    """Positions (B, size), uniform in [0, sizes_b): a counter-based hash of (key_b, step, slot),
+    so the same numbers come out on any device and in any chunk."""
+    base = _mix32(_mix32(keys >> 32) ^ (keys & _M32))
+    base = _mix32(base ^ (step & _M32))
+    slots = torch.arange(size, device=keys.device) * 0x9E3779B9
+    h = _mix32((base[:, None] + slots) & _M32)
+    return (h * sizes[:, None]) >> 32
+
+
+def _is_oom(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(err, RuntimeError)
+        and ("out of memory" in text or "can't allocate memory" in text)
+    )
+
+
+class Engine:
+    """Trains one submodel per mask and predicts class probabilities; see the module docstring.
+
+    `model` is a conf/model/*.yaml dict: `name`, architecture keys, trainer keys (ConvexSpec for
+    logreg, NetworkSpec otherwise) and Options. Every key is checked here, before any training.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        n_classes: int,
+        device: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        cfg = dict(model)
+        self.name = cfg.pop("name", None)
+        if self.name not in ARCH_KEYS:
+            raise ValueError(f"unknown model {self.name!r}; available: {', '.join(ARCH_KEYS)}")
+        self.convex = self.name == "logreg"
+        spec_cls = ConvexSpec if self.convex else NetworkSpec
+        allowed = (*ARCH_KEYS[self.name], *_keys(spec_cls), *_keys(Options))
+        unknown = sorted(set(cfg) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"model {self.name!r} has no key(s) {unknown}; its keys: {sorted(allowed)}"
+            )
+        self.spec = spec_cls(**{k: cfg[k] for k in _keys(spec_cls) if k in cfg})
+        self.options = Options(**{k: cfg[k] for k in _keys(Options) if k in cfg})
+        self.arch = {k: cfg[k] for k in ARCH_KEYS[self.name] if k in cfg}
+        self.device, self.dtype = resolve_device(device), DTYPES[self.options.dtype]
+        self.seed, self.n_classes = int(seed), int(n_classes)
+        self.input_shape = tuple(np.shape(x_train)[1:])
+        template = self.new_model(0)
+        self.activations = check_fits(template, self.input_shape, self.n_classes)
+        self.n_params = sum(p.numel() for p in template.parameters())
+        if not self.convex:
+            fast = isinstance(template, MLP)
+            if self.spec.path == "fast" and not fast:
+                raise ValueError(f"model.path=fast needs an MLP (mlp, logreg); {self.name} is not")
+            self.fast = fast if self.spec.path == "auto" else self.spec.path == "fast"
+            self._meta = copy.deepcopy(template).to("meta")
+        self.x = torch.as_tensor(np.asarray(x_train), dtype=self.dtype, device=self.device)
+        self.y = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=self.device)
+        if self.convex:
+            self.objective = LogregObjective(self.x.flatten(1), self.y, self.n_classes)
+            self._full_fit: torch.Tensor | None = None
+        self.stats = {"models": 0, "seconds": 0.0, "iterations": 0, "not_converged": 0}
+
+    # ---- public -----------------------------------------------------------------------------
+    def new_model(self, key: int) -> torch.nn.Module:
+        """A freshly initialised model, seeded by `key` (without touching the global RNG)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(key))
+            model = build_model(self.name, self.input_shape, self.n_classes, **self.arch)
+        return model.to(self.dtype)
+
+    def bytes_per_model(self, n_eval: int) -> int:
+        """Estimated peak memory of one submodel's training and prediction."""
+        item = torch.finfo(self.dtype).bits // 8
+        n, k, p = len(self.y), self.n_classes, self.n_params
+        if self.convex:
+            return item * (n * (k + 6) + p * (2 * self.spec.history + 10) + n_eval * (k + 2))
+        slots = {"adam": 2, "sgd": 1 if self.spec.momentum else 0}[self.spec.optimizer]
+        per_sample = 3 * self.activations + int(np.prod(self.input_shape))
+        return item * (p * (2 + slots) + self.spec.batch_size * per_sample + 2 * n_eval * k)
+
+    def fit_predict(
+        self, masks: np.ndarray, x_eval: np.ndarray, on_chunk: Callable[[int], object] = None
+    ) -> np.ndarray:
+        """Class probabilities (B, m, K) on `x_eval` of one submodel per mask (B, n_train)."""
+        masks = check_masks(masks, len(self.y))
+        x_eval = np.asarray(x_eval, dtype=np.float32)
+        if x_eval.ndim < 2 or x_eval[0].size != int(np.prod(self.input_shape)):
+            raise ValueError(
+                f"evaluation inputs shaped {x_eval.shape} do not fit the model's inputs "
+                f"{self.input_shape}"
+            )
+        x_eval_t = torch.as_tensor(x_eval.reshape(len(x_eval), *self.input_shape))
+        x_eval_t = x_eval_t.to(self.device, self.dtype)
+        keys = mask_keys(masks, self.seed)
+        per_model = self.bytes_per_model(len(x_eval))
+        budget = self.options.memory_mb * 2**20
+        if per_model > budget:
+            raise MemoryError(
+                f"one {self.name} submodel needs about {per_model / 2**20:.1f} MiB, more than "
+                f"model.memory_mb={self.options.memory_mb}; raise it or shrink the model/batch"
+            )
+        chunk = min(len(masks), int(budget // per_model))
+        if self.device.type == "cpu":
+            chunk = min(chunk, int(self.options.cpu_chunk))
+        out = np.empty((len(masks), len(x_eval), self.n_classes))
+        t0, start = time.perf_counter(), 0
+        with self._precision():
+            while start < len(masks):
+                stop = min(len(masks), start + chunk)
+                try:
+                    out[start:stop] = self.fit_predict_chunk(
+                        masks[start:stop], keys[start:stop], x_eval_t
+                    )
+                except Exception as err:
+                    if not _is_oom(err):
+                        raise
+                    if chunk == 1:
+                        raise MemoryError(
+                            f"one {self.name} submodel does not fit in memory on {self.device}: "
+                            f"it needs about {per_model / 2**20:.1f} MiB"
+                        ) from err
+                    chunk = max(1, chunk // 2)
+                    log.warning("out of memory; retrying with chunks of %d submodels", chunk)
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    continue
+                if on_chunk is not None:
+                    on_chunk(stop - start)
+                start = stop
+        seconds = time.perf_counter() - t0
+        self.stats["models"] += len(masks)
+        self.stats["seconds"] += seconds
+        log.info("%s: %d submodels on %s in %.2fs", self.name, len(masks), self.device, seconds)
+        return out
+
+    def fit_predict_chunk(
+        self, masks: np.ndarray, keys: np.ndarray, x_eval: torch.Tensor
+    ) -> np.ndarray:
+        """One chunk: train its submodels together and predict; (b, m, K) probabilities."""
+        masks_t = torch.as_tensor(masks, device=self.device)
+        if self.convex:
+            return self._convex_chunk(masks_t, x_eval)
+        return self._network_chunk(masks_t, torch.as_tensor(keys, device=self.device), x_eval)
+
+    # ---- logreg -----------------------------------------------------------------------------
+    def _solve(self, masks: torch.Tensor, theta0: torch.Tensor) -> LbfgsResult:
+        spec = self.spec
+        return lbfgs_logreg(
+            self.objective, masks.to(self.dtype), spec.C, theta0, spec.tol, spec.max_iter,
+            spec.history,
+        )  # fmt: skip
+
+    def _convex_chunk(self, masks: torch.Tensor, x_eval: torch.Tensor) -> np.ndarray:
+        shape = (len(masks), self.n_classes, self.x[0].numel() + 1)
+        if self.spec.warm_start:
+            if self._full_fit is None:
+                full = torch.ones((1, len(self.y)), dtype=torch.bool, device=self.device)
+                self._full_fit = self._solve(full, self.x.new_zeros((1, *shape[1:]))).theta
+            theta0 = self._full_fit.expand(shape)
+        else:
+            theta0 = self.x.new_zeros(shape)
+        result = self._solve(masks, theta0)
+        self.stats["iterations"] += int(result.n_iter.sum())
+        self.stats["not_converged"] += int((~result.converged).sum())
+        x1 = torch.cat([x_eval.flatten(1), torch.ones_like(x_eval[:, :1].flatten(1))], 1)
+        logits = self.objective.logits(result.theta, x1)  # (K, b, m)
+        return torch.softmax(logits, 0).permute(1, 2, 0).double().cpu().numpy()
+
+    # ---- networks ---------------------------------------------------------------------------
+    def _forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        """Logits (b, N, K) of b stacked models on x (b, N, *input) or shared x (N, *input)."""
+        if self.fast:
+            h = x.flatten(-len(self.input_shape))
+            n_layers = len(params) // 2
+            for i in range(n_layers):
+                weight, bias = params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]
+                h = torch.matmul(h, weight.mT) + bias[:, None, :]
+                if i < n_layers - 1:
+                    h = torch.relu(h)
+            return h
+
+        def one(p, b, xs):
+            return functional_call(self._meta, (p, b), (xs,))
+
+        shared = x.dim() == len(self.input_shape) + 1
+        return vmap(one, in_dims=(0, 0, None if shared else 0))(params, buffers, x)
+
+    def _network_chunk(
+        self, masks: torch.Tensor, keys: torch.Tensor, x_eval: torch.Tensor
+    ) -> np.ndarray:
+        spec = self.spec
+        params, buffers = stack_module_state([self.new_model(k) for k in keys.tolist()])
+        params = {k: v.to(self.device).detach().requires_grad_() for k, v in params.items()}
+        buffers = {k: v.to(self.device) for k, v in buffers.items()}
+        if spec.optimizer == "adam":
+            opt = torch.optim.Adam(params.values(), lr=spec.lr, weight_decay=spec.weight_decay)
+        else:
+            opt = torch.optim.SGD(
+                params.values(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
+            )
+        sizes = masks.sum(1)
+        members = torch.argsort((~masks).to(torch.uint8), dim=1, stable=True)  # members first
+        for step in range(int(spec.steps)):
+            idx = members.gather(1, draw_positions(keys, step, int(spec.batch_size), sizes))
+            with self._autocast():
+                logits = self._forward(params, buffers, self.x[idx])
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(), self.y[idx].flatten(), reduction="sum"
+            )
+            opt.zero_grad(set_to_none=True)
+            (loss / spec.batch_size).backward()  # sum over models of each model's mean loss
+            opt.step()
+        with torch.no_grad(), self._autocast():  # eval points in blocks of a training batch
+            logits = [self._forward(params, buffers, xb) for xb in x_eval.split(spec.batch_size)]
+        return torch.softmax(torch.cat(logits, 1).float(), -1).double().cpu().numpy()
+
+    # ---- precision --------------------------------------------------------------------------
+    def _autocast(self):
+        enabled = self.device.type == "cuda" and getattr(self.spec, "bf16", False)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    @contextmanager
+    def _precision(self):
+        """TF32 on or off for CUDA matmuls and convolutions while the engine runs (then restored)."""
+        if self.device.type != "cuda":
+            yield
+            return
+        old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.options.tf32
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
