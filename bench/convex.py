@@ -8,10 +8,12 @@ over all K classes with an unpenalised intercept c. This is scikit-learn's `Logi
 objective  C sum_i m_bi CE_i + ||W||^2 / 2  divided by C S_b, exactly as its lbfgs solver scales it,
 so the same `tol` means the same stopping rule: max_j |d f_b / d theta_j| <= tol (scipy's `gtol`).
 
-The solver is L-BFGS (Nocedal & Wright, Numerical Optimization, 2nd ed., Alg. 7.4 two-loop recursion,
-Alg. 7.5) with a backtracking Armijo line search (Alg. 3.1), every step batched over the B models:
-one (K B, D) x (D, n) matmul gives all logits, one (K B, n) x (n, D) matmul all gradients.
-Converged models leave the working set, so the tail costs only what is still running.
+The solver is L-BFGS with scipy's memory of 10 pairs, started like scipy's (first step of length 1
+along -g), in the compact form of Byrd, Nocedal & Schnabel (1994, eq. 2.6 / Nocedal & Wright,
+Numerical Optimization, eq. 7.24), with a backtracking Armijo line search (N&W Alg. 3.1). Every step is
+batched over the B models: one (K B, D) x (D, n) matmul gives all logits, one (K B, n) x (n, D) matmul
+all gradients, and a few (B, 2m, p) batched matmuls the quasi-Newton directions. Converged models
+leave the working set, so the tail costs only what is still running.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.linalg import solve_triangular
 
 ARMIJO_C1 = 1e-4
 MAX_LINE_SEARCH = 30
@@ -29,6 +32,7 @@ class LogregObjective:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
         self.x = torch.cat([x, torch.ones_like(x[:, :1])], 1)  # (n, D)
+        self.xt = self.x.T.contiguous()
         self.y, self.n_classes = y, n_classes
         self.n_evals = 0  # model-evaluations of (f, grad), for FLOP accounting
         self._buffer: torch.Tensor | None = None
@@ -38,13 +42,12 @@ class LogregObjective:
         """Matmul FLOPs of one model's (f, grad): logits and gradient, 2 n D K each."""
         return 4 * self.x.shape[0] * self.x.shape[1] * self.n_classes
 
-    def logits(self, theta: torch.Tensor, x: torch.Tensor, out: torch.Tensor | None = None):
-        """Class logits (K, B, m) of B models on inputs x (m, D), written into `out` if given."""
+    def logits(self, theta: torch.Tensor, xt: torch.Tensor, out: torch.Tensor | None = None):
+        """Class logits (K, B, m) of B models on inputs xt (D, m), written into `out` if given."""
         b, k, d = theta.shape
         flat = theta.transpose(0, 1).reshape(k * b, d)
-        if out is None:
-            return (flat @ x.T).view(k, b, len(x))
-        return torch.mm(flat, x.T, out=out.view(k * b, len(x))).view(k, b, len(x))
+        m = xt.shape[1]
+        return torch.mm(flat, xt, out=None if out is None else out.view(k * b, m)).view(k, b, m)
 
     def _workspace(self, size: int, like: torch.Tensor) -> torch.Tensor:
         """A reused buffer for the (K, B, n) logits: fresh multi-MB allocations page-fault on CPU."""
@@ -58,21 +61,93 @@ class LogregObjective:
         """f (B,) and grad (B, K, D); weights (B, n) = m_b / S_b, penalty (B,) = 1 / (C S_b)."""
         b, k, d = theta.shape
         n = len(self.x)
-        z = self.logits(theta, self.x, self._workspace(k * b * n, theta))  # (K, B, n)
+        z = self.logits(theta, self.xt, self._workspace(k * b * n, theta))  # (K, B, n)
         index = self.y.expand(1, b, n)
         zmax = z.amax(0)
-        ce = zmax - z.gather(0, index)[0]  # (B, n), completed by log-sum-exp below
+        ce = zmax - z.gather(0, index)[0]  # (B, n); plus log sum_k exp(z_k - zmax) below
         e = z.sub_(zmax).exp_()
         total = e.sum(0)
         ce.add_(total.log())
         w = theta[..., :-1]
-        f = (ce * weights).sum(1) + 0.5 * penalty * (w * w).sum((1, 2))
-        e.div_(total).scatter_add_(0, index, torch.full_like(index, -1, dtype=e.dtype))
-        e.mul_(weights)  # (P - Y) m_b / S_b
+        f = torch.linalg.vecdot(ce, weights) + 0.5 * penalty * w.square().sum((1, 2))
+        e.mul_(weights / total).scatter_add_(0, index, -weights[None])  # (P - Y) m_b / S_b
         grad = (e.view(k * b, n) @ self.x).view(k, b, d).transpose(0, 1).contiguous()
-        grad[..., :-1] += penalty[:, None, None] * w
+        grad[..., :-1].add_(w * penalty[:, None, None])
         self.n_evals += b
         return f, grad
+
+
+class CurvatureMemory:
+    """The last m pairs (s, y) of each of B models and H g in compact form (N&W eq. 7.24):
+
+    H g = gamma g + S a - gamma Y c,   c = R^{-1} S^T g,   a = R^{-T} ((D + gamma Y^T Y) c - gamma Y^T g)
+
+    with R the upper triangle of S^T Y in time order, D its diagonal, gamma = s^T y / y^T y of the
+    newest pair. The vectors sit in a ring of m slots, the small matrices in time order (oldest
+    first); a skipped update (no positive curvature) stores zeros and drops out of both formulas.
+    """
+
+    def __init__(self, g: torch.Tensor, m: int) -> None:
+        b, p = g.shape
+        self.m, self.count = m, 0
+        self.pairs = g.new_zeros((b, 2 * m, p))  # slots 0..m-1: s; m..2m-1: y
+        self.sy = g.new_zeros((b, 0, 0))  # s_i^T y_j, time order
+        self.yy = g.new_zeros((b, 0, 0))
+        self.valid = torch.zeros((b, 0), dtype=torch.bool, device=g.device)
+        self.gamma = 1.0 / g.norm(dim=1).clamp_min(
+            torch.finfo(g.dtype).tiny
+        )  # first step: length 1
+
+    def keep(self, rows: torch.Tensor) -> None:
+        for name in ("pairs", "sy", "yy", "valid", "gamma"):
+            setattr(self, name, getattr(self, name)[rows])
+
+    def _slots(self, device) -> torch.Tensor:
+        """Ring slots of the stored pairs, oldest first, as indices into `pairs`: s's, then y's."""
+        filled = min(self.count, self.m)
+        slots = torch.tensor([(self.count - filled + j) % self.m for j in range(filled)])
+        return torch.cat([slots, slots + self.m]).to(device)
+
+    def push(self, s: torch.Tensor, y: torch.Tensor) -> None:
+        """Store the newest pair; models whose pair has no positive curvature skip it."""
+        m, k = self.m, self.count % self.m
+        sy, yy = torch.linalg.vecdot(s, y), torch.linalg.vecdot(y, y)
+        valid = sy > torch.finfo(s.dtype).eps * yy
+        self.pairs[:, k] = s * valid[:, None]
+        self.pairs[:, m + k] = y * valid[:, None]
+        self.count += 1
+        order = self._slots(s.device)
+        filled = len(order) // 2
+        dots = torch.bmm(self.pairs[:, [m + k, k]], self.pairs.mT)[:, :, order]  # [y, s]^T [S, Y]
+        keep = slice(1, None) if self.sy.shape[1] == filled else slice(None)  # drop the oldest
+        self.sy = _grow(self.sy[:, keep, keep], dots[:, 0, :filled], dots[:, 1, filled:])
+        self.yy = _grow(self.yy[:, keep, keep], dots[:, 0, filled:], dots[:, 0, filled:])
+        self.valid = torch.cat([self.valid[:, keep], valid[:, None]], 1)
+        self.gamma = torch.where(valid, sy / yy.where(valid, 1.0), self.gamma)
+
+    def apply(self, g: torch.Tensor) -> torch.Tensor:
+        """H g for g (B, p)."""
+        if self.count == 0:
+            return self.gamma[:, None] * g
+        order = self._slots(g.device)
+        filled = len(order) // 2
+        uv = torch.bmm(g[:, None, :], self.pairs.mT).mT[:, order]  # (B, 2 filled, 1)
+        u, v = uv[:, :filled], uv[:, filled:]
+        diag = torch.diagonal(self.sy, dim1=1, dim2=2)
+        r = torch.triu(self.sy, diagonal=1) + torch.diag_embed(diag.where(self.valid, 1.0))
+        gamma = self.gamma[:, None, None]
+        c = solve_triangular(r, u, upper=True)
+        w = diag.where(self.valid, 0.0)[:, :, None] * c + gamma * (self.yy @ c - v)
+        a = solve_triangular(r.mT, w, upper=False)
+        coef = g.new_zeros((len(g), 1, 2 * self.m))
+        coef[:, :, order] = torch.cat([a, -gamma * c], 1).mT
+        return self.gamma[:, None] * g + torch.bmm(coef, self.pairs)[:, 0]
+
+
+def _grow(matrix: torch.Tensor, column: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """(B, f, f) -> (B, f + 1, f + 1) with a new last `column` (B, f + 1) and last `row`."""
+    top = torch.cat([matrix, column[:, :-1, None]], 2)
+    return torch.cat([top, row[:, None, :]], 1)
 
 
 @dataclass
@@ -80,25 +155,6 @@ class LbfgsResult:
     theta: torch.Tensor  # (B, K, D)
     n_iter: torch.Tensor  # (B,) iterations per model
     converged: torch.Tensor  # (B,) bool: max |grad| <= tol reached
-
-
-def _two_loop(g, s_hist, y_hist, rho, gamma, newest: int) -> torch.Tensor:
-    """H_k g by the L-BFGS two-loop recursion; history slots are a ring, `newest` the last written.
-
-    Slots of models whose update was skipped hold zeros (rho = 0) and drop out of both loops.
-    """
-    m = len(rho)
-    order = [(newest - j) % m for j in range(m)]
-    q, alphas = g.clone(), []
-    for j in order:
-        a = rho[j] * (s_hist[j] * q).sum(1)
-        q.sub_(a[:, None] * y_hist[j])
-        alphas.append(a)
-    r = q.mul_(gamma[:, None])
-    for j, a in zip(reversed(order), reversed(alphas), strict=True):
-        beta = rho[j] * (y_hist[j] * r).sum(1)
-        r.add_(s_hist[j] * (a - beta)[:, None])
-    return r
 
 
 def lbfgs_logreg(
@@ -113,49 +169,38 @@ def lbfgs_logreg(
     """Minimise f_b for each mask b (rows of `masks`, (B, n)) from `theta0` (B, K, D); see module doc."""
     n_models, k, d = theta0.shape
     sizes = masks.sum(1)
-    all_weights, all_penalty = masks / sizes[:, None], 1.0 / (C * sizes)
+    weights, penalty = masks / sizes[:, None], 1.0 / (C * sizes)
     out = theta0.clone()
     n_iter = torch.zeros(n_models, dtype=torch.long, device=out.device)
     converged = torch.zeros(n_models, dtype=torch.bool, device=out.device)
 
     # Working set: the models still running, compacted whenever some of them stop.
     ids = torch.arange(n_models, device=out.device)
-    weights, penalty = all_weights, all_penalty
     x = theta0.reshape(n_models, -1).clone()
     f, g = objective(theta0, weights, penalty)
     g = g.reshape(n_models, -1)
-    s_hist = x.new_zeros((history, *x.shape))
-    y_hist = x.new_zeros((history, *x.shape))
-    rho = x.new_zeros((history, n_models))
-    gamma = 1.0 / g.norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
+    memory = CurvatureMemory(g, history)
     stop = g.abs().amax(1) <= tol
     converged[ids[stop]] = True
     for it in range(max_iter + 1):
         if stop.any():  # write back the stopped models, keep the rest
             out[ids[stop]] = x[stop].view(-1, k, d)
             keep = ~stop
-            ids, x, f, g, gamma = ids[keep], x[keep], f[keep], g[keep], gamma[keep]
+            ids, x, f, g = ids[keep], x[keep], f[keep], g[keep]
             weights, penalty = weights[keep], penalty[keep]
-            s_hist, y_hist, rho = s_hist[:, keep], y_hist[:, keep], rho[:, keep]
+            memory.keep(keep)
         if len(ids) == 0 or it == max_iter:
             break
-        direction = -_two_loop(g, s_hist, y_hist, rho, gamma, (it - 1) % history)
-        slope = (g * direction).sum(1)
+        direction = -memory.apply(g)
+        slope = torch.linalg.vecdot(g, direction)
         uphill = slope >= 0  # cannot happen with exact curvature pairs; guard against round-off
         if uphill.any():
-            direction[uphill] = -gamma[uphill, None] * g[uphill]
-            slope[uphill] = -(gamma[uphill] * (g[uphill] * g[uphill]).sum(1))
+            direction[uphill] = -memory.gamma[uphill, None] * g[uphill]
+            slope = torch.linalg.vecdot(g, direction)
         x_new, f_new, g_new, failed = _line_search(
-            objective, x, f, g, direction, slope, weights, penalty, k, d
+            objective, x, f, g, direction, slope, weights, penalty, (k, d)
         )
-        s, y = x_new - x, g_new - g
-        sy, yy = (s * y).sum(1), (y * y).sum(1)
-        valid = sy > torch.finfo(x.dtype).eps * yy
-        slot = it % history
-        s_hist[slot] = s * valid[:, None]
-        y_hist[slot] = y * valid[:, None]
-        rho[slot] = torch.where(valid, 1.0 / sy.where(valid, 1.0), 0.0)
-        gamma = torch.where(valid, sy / yy.where(valid, 1.0), gamma)
+        memory.push(x_new - x, g_new - g)
         x, f, g = x_new, f_new, g_new
         n_iter[ids] += 1
         done = g.abs().amax(1) <= tol
@@ -166,24 +211,26 @@ def lbfgs_logreg(
     return LbfgsResult(out, n_iter, converged)
 
 
-def _line_search(objective, x, f, g, direction, slope, weights, penalty, k, d):
+def _line_search(objective, x, f, g, direction, slope, weights, penalty, shape):
     """Backtracking from step 1 until f(x + t d) <= f + c1 t slope, per model; `failed` marks models
     with no such step in MAX_LINE_SEARCH halvings (they keep x and stop, as scipy's lbfgs does)."""
-    x_new, f_new, g_new = x.clone(), f.clone(), torch.empty_like(x)
+    trial = x + direction
+    f_new, g_new = objective(trial.view(-1, *shape), weights, penalty)
+    x_new, g_new = trial, g_new.reshape(len(x), -1)
     step = torch.ones_like(f)
-    todo = torch.arange(len(x), device=x.device)
+    todo = (f_new > f + ARMIJO_C1 * slope).nonzero()[:, 0]
     for _ in range(MAX_LINE_SEARCH):
+        if len(todo) == 0:
+            break
+        step[todo] *= 0.5
         trial = x[todo] + step[todo, None] * direction[todo]
-        f_try, g_try = objective(trial.view(-1, k, d), weights[todo], penalty[todo])
+        f_try, g_try = objective(trial.view(-1, *shape), weights[todo], penalty[todo])
         ok = f_try <= f[todo] + ARMIJO_C1 * step[todo] * slope[todo]
         accepted = todo[ok]
         x_new[accepted], f_new[accepted] = trial[ok], f_try[ok]
         g_new[accepted] = g_try.reshape(len(todo), -1)[ok]
         todo = todo[~ok]
-        if len(todo) == 0:
-            break
-        step[todo] *= 0.5
     failed = torch.zeros_like(f, dtype=torch.bool)
     failed[todo] = True
-    g_new[todo] = g[todo]  # no decrease found: keep the old point and its gradient
+    x_new[todo], f_new[todo], g_new[todo] = x[todo], f[todo], g[todo]  # no decrease: stay
     return x_new, f_new, g_new, failed

@@ -309,7 +309,7 @@ class Engine:
         self.stats["iterations"] += int(result.n_iter.sum())
         self.stats["not_converged"] += int((~result.converged).sum())
         x1 = torch.cat([x_eval.flatten(1), torch.ones_like(x_eval[:, :1].flatten(1))], 1)
-        logits = self.objective.logits(result.theta, x1)  # (K, b, m)
+        logits = self.objective.logits(result.theta, x1.T)  # (K, b, m)
         return torch.softmax(logits, 0).permute(1, 2, 0).double().cpu().numpy()
 
     # ---- networks ---------------------------------------------------------------------------

@@ -1,0 +1,72 @@
+"""The batched L-BFGS pieces against plain references: autograd, the dense BFGS recursion."""
+
+from __future__ import annotations
+
+import torch
+
+from valbench.convex import CurvatureMemory, LogregObjective, lbfgs_logreg
+
+
+def test_objective_and_gradient_match_autograd():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (30,), generator=gen)
+    masks = (torch.rand(5, 30, generator=gen) < 0.6).double()
+    theta = torch.randn(5, 3, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    C = 0.7
+    objective = LogregObjective(x, y, 3)
+    sizes = masks.sum(1)
+    f, grad = objective(theta.detach(), masks / sizes[:, None], 1 / (C * sizes))
+    # scikit-learn's objective, C sum_i m_i CE_i + ||W||^2 / 2, divided by C S_b
+    logits = torch.einsum("bkd,nd->bnk", theta[..., :-1], x) + theta[:, None, :, -1]
+    ce = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), y.repeat(5), reduction="none"
+    ).view(5, 30)
+    expected = ((masks * ce).sum(1) * C + theta[..., :-1].square().sum((1, 2)) / 2) / (C * sizes)
+    expected.sum().backward()
+    assert torch.allclose(f, expected.detach())
+    assert torch.allclose(grad, theta.grad)
+    assert objective.n_evals == 5
+
+
+def test_compact_memory_is_the_bfgs_recursion():
+    """H g from the compact form equals the product of m inverse-BFGS updates of gamma I."""
+    gen = torch.Generator().manual_seed(1)
+    b, p, m = 3, 6, 4
+    g = torch.randn(b, p, generator=gen, dtype=torch.float64)
+    memory = CurvatureMemory(g, m)
+    a = torch.randn(b, p, p, generator=gen, dtype=torch.float64)
+    hessians = a @ a.mT + torch.eye(p, dtype=torch.float64)  # a convex quadratic per model
+    pairs = []
+    for step in range(6):  # more pairs than slots: the ring drops the oldest
+        s = torch.randn(b, p, generator=gen, dtype=torch.float64)
+        y = (hessians @ s[..., None])[..., 0]
+        if step == 4:
+            y[1] = -s[1]  # negative curvature for model 1: skipped
+        memory.push(s, y)
+        pairs.append((s, y))
+    for model in range(b):
+        in_ring = [(s[model], y[model]) for s, y in pairs[-m:]]  # the last m steps
+        kept = [(s, y) for s, y in in_ring if s @ y > 0]  # a skipped update leaves its slot empty
+        s_new, y_new = kept[-1]
+        h = (s_new @ y_new) / (y_new @ y_new) * torch.eye(p, dtype=torch.float64)
+        for s, y in kept:
+            rho = 1 / (s @ y)
+            left = torch.eye(p, dtype=torch.float64) - rho * torch.outer(s, y)
+            h = left @ h @ left.T + rho * torch.outer(s, s)
+        assert torch.allclose(memory.apply(g)[model], h @ g[model])
+
+
+def test_lbfgs_reaches_the_tolerance_and_counts_iterations():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(80, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (80,), generator=gen)
+    masks = torch.rand(6, 80, generator=gen) < 0.7
+    objective = LogregObjective(x, y, 4)
+    result = lbfgs_logreg(objective, masks.double(), 1.0, torch.zeros(6, 4, 6).double(), tol=1e-8)
+    sizes = masks.sum(1).double()
+    _, grad = objective(result.theta, masks / sizes[:, None], 1 / sizes)
+    assert result.converged.all() and grad.abs().amax((1, 2)).max() <= 1e-8
+    assert torch.all(result.n_iter > 0)
+    capped = lbfgs_logreg(objective, masks.double(), 1.0, torch.zeros(6, 4, 6).double(), 1e-8, 3)
+    assert torch.all(capped.n_iter == 3) and not capped.converged.any()
