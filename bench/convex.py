@@ -18,6 +18,7 @@ leave the working set, so the tail costs only what is still running.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,7 @@ class LogregObjective:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
         self.x = torch.cat([x, torch.ones_like(x[:, :1])], 1)  # (n, D)
         self.xt = self.x.T.contiguous()
+        self._xt_log2 = self.xt * math.log2(math.e)  # logits in bits: exp2 is ~6x faster than exp
         self.y, self.n_classes = y, n_classes
         self.n_evals = 0  # model-evaluations of (f, grad), for FLOP accounting
         self._buffer: torch.Tensor | None = None
@@ -61,17 +63,17 @@ class LogregObjective:
         """f (B,) and grad (B, K, D); weights (B, n) = m_b / S_b, penalty (B,) = 1 / (C S_b)."""
         b, k, d = theta.shape
         n = len(self.x)
-        z = self.logits(theta, self.xt, self._workspace(k * b * n, theta))  # (K, B, n)
+        z = self.logits(theta, self._xt_log2, self._workspace(k * b * n, theta))  # (K, B, n) bits
         index = self.y.expand(1, b, n)
         zmax = z.amax(0)
-        ce = zmax - z.gather(0, index)[0]  # (B, n); plus log sum_k exp(z_k - zmax) below
-        e = z.sub_(zmax).exp_()
+        ce = (zmax - z.gather(0, index)[0]).mul_(math.log(2))  # (B, n), + log sum_k e^(z_k - zmax)
+        e = z.sub_(zmax).exp2_()
         total = e.sum(0)
         ce.add_(total.log())
         w = theta[..., :-1]
         f = torch.linalg.vecdot(ce, weights) + 0.5 * penalty * w.square().sum((1, 2))
         e.mul_(weights / total).scatter_add_(0, index, -weights[None])  # (P - Y) m_b / S_b
-        grad = (e.view(k * b, n) @ self.x).view(k, b, d).transpose(0, 1).contiguous()
+        grad = (self.xt @ e.view(k * b, n).T).view(d, k, b).permute(2, 1, 0).contiguous()
         grad[..., :-1].add_(w * penalty[:, None, None])
         self.n_evals += b
         return f, grad
@@ -180,17 +182,19 @@ def lbfgs_logreg(
     f, g = objective(theta0, weights, penalty)
     g = g.reshape(n_models, -1)
     memory = CurvatureMemory(g, history)
-    stop = g.abs().amax(1) <= tol
-    converged[ids[stop]] = True
+    failed = torch.zeros_like(f, dtype=torch.bool)
     for it in range(max_iter + 1):
+        done = g.abs().amax(1) <= tol
+        stop = done | failed if it < max_iter else torch.ones_like(done)
         if stop.any():  # write back the stopped models, keep the rest
-            out[ids[stop]] = x[stop].view(-1, k, d)
+            rows = ids[stop]
+            out[rows], n_iter[rows], converged[rows] = x[stop].view(-1, k, d), it, done[stop]
             keep = ~stop
             ids, x, f, g = ids[keep], x[keep], f[keep], g[keep]
             weights, penalty = weights[keep], penalty[keep]
             memory.keep(keep)
-        if len(ids) == 0 or it == max_iter:
-            break
+            if len(ids) == 0:
+                break
         direction = -memory.apply(g)
         slope = torch.linalg.vecdot(g, direction)
         uphill = slope >= 0  # cannot happen with exact curvature pairs; guard against round-off
@@ -202,12 +206,6 @@ def lbfgs_logreg(
         )
         memory.push(x_new - x, g_new - g)
         x, f, g = x_new, f_new, g_new
-        n_iter[ids] += 1
-        done = g.abs().amax(1) <= tol
-        converged[ids[done]] = True
-        stop = done | failed
-    if len(ids):
-        out[ids] = x.view(-1, k, d)
     return LbfgsResult(out, n_iter, converged)
 
 
