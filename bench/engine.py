@@ -248,35 +248,42 @@ class Engine:
         chunk = min(len(masks), int(budget // per_model))
         if self.device.type == "cpu":
             chunk = min(chunk, int(self.options.cpu_chunk))
-        out = np.empty((len(masks), len(x_eval), self.n_classes))
-        t0, start = time.perf_counter(), 0
+        t0 = time.perf_counter()
         with self._precision():
-            while start < len(masks):
-                stop = min(len(masks), start + chunk)
-                try:
-                    out[start:stop] = self.fit_predict_chunk(
-                        masks[start:stop], keys[start:stop], x_eval_t
-                    )
-                except Exception as err:
-                    if not _is_oom(err):
-                        raise
-                    if chunk == 1:
-                        raise MemoryError(
-                            f"one {self.name} submodel does not fit in memory on {self.device}: "
-                            f"it needs about {per_model / 2**20:.1f} MiB"
-                        ) from err
-                    chunk = max(1, chunk // 2)
-                    log.warning("out of memory; retrying with chunks of %d submodels", chunk)
-                    if self.device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    continue
-                if on_chunk is not None:
-                    on_chunk(stop - start)
-                start = stop
+            out = self._run_chunks(masks, keys, x_eval_t, chunk, per_model, on_chunk)
         seconds = time.perf_counter() - t0
         self.stats["models"] += len(masks)
         self.stats["seconds"] += seconds
         log.info("%s: %d submodels on %s in %.2fs", self.name, len(masks), self.device, seconds)
+        return out
+
+    def _run_chunks(self, masks, keys, x_eval, chunk, per_model, on_chunk) -> np.ndarray:
+        """Chunks of at most `chunk` submodels; a chunk that runs out of memory is halved and retried."""
+        out = np.empty((len(masks), len(x_eval), self.n_classes))
+        start = 0
+        while start < len(masks):
+            stop = min(len(masks), start + chunk)
+            try:
+                out[start:stop] = self.fit_predict_chunk(
+                    masks[start:stop], keys[start:stop], x_eval
+                )
+            except Exception as err:
+                if not _is_oom(err):
+                    raise
+                if chunk == 1:
+                    raise MemoryError(
+                        f"one {self.name} submodel does not fit in memory on {self.device}: "
+                        f"it needs about {per_model / 2**20:.1f} MiB"
+                    ) from err
+                chunk //= 2
+                log.warning("out of memory; retrying with chunks of %d submodels", chunk)
+            else:
+                if on_chunk is not None:
+                    on_chunk(stop - start)
+                start = stop
+                continue
+            if self.device.type == "cuda":  # out of the handler: the failed chunk's memory is free
+                torch.cuda.empty_cache()
         return out
 
     def fit_predict_chunk(

@@ -225,6 +225,8 @@ def test_networks_are_deterministic_for_a_seed_and_independent_of_their_batch(di
     assert not np.allclose(first, other, atol=1e-3)
     alone = Engine(MLP_FAST, *data, 10, "cpu", seed=5).fit_predict(masks[2:3], x)
     assert alone[0] == pytest.approx(first[2], abs=1e-6)
+    logreg = [Engine({"name": "logreg"}, *data, 10, "cpu").fit_predict(masks, x) for _ in "ab"]
+    assert np.array_equal(*logreg)
 
 
 def test_mask_keys_and_positions():
