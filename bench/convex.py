@@ -4,7 +4,8 @@ Model b, with mask weights m_b in {0, 1}^n and S_b = sum_i m_bi, minimises
 
     f_b(W, c) = (1 / S_b) sum_i m_bi CE(softmax(W x_i + c), y_i) + ||W||^2 / (2 C S_b)
 
-over all K classes with an unpenalised intercept c. This is scikit-learn's `LogisticRegression`
+over all K classes (one weight vector when K = 2) with an unpenalised intercept c. This is
+scikit-learn's `LogisticRegression`
 objective  C sum_i m_bi CE_i + ||W||^2 / 2  divided by C S_b, exactly as its lbfgs solver scales it,
 so the same `tol` means the same stopping rule: max_j |d f_b / d theta_j| <= tol (scipy's `gtol`).
 
@@ -29,27 +30,36 @@ MAX_LINE_SEARCH = 30
 
 
 class LogregObjective:
-    """f_b and its gradient for a stack of parameters theta (B, K, D), D = d + 1 (intercept last)."""
+    """f_b and its gradient for a stack of parameters theta (B, R, D), D = d + 1 (intercept last).
+
+    R = K rows (one per class) for K > 2. For K = 2, R = 1 as in scikit-learn's binomial loss: class
+    0's logit is fixed at 0, so the penalty is on one weight vector (two symmetric rows would halve
+    it: a different C).
+    """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
         self.x = torch.cat([x, torch.ones_like(x[:, :1])], 1)  # (n, D)
         self.xt = self.x.T.contiguous()
         self._xt_log2 = self.xt * math.log2(math.e)  # logits in bits: exp2 is ~6x faster than exp
         self.y, self.n_classes = y, n_classes
+        self.n_rows = 1 if n_classes == 2 else n_classes
         self.n_evals = 0  # model-evaluations of (f, grad), for FLOP accounting
         self._buffer: torch.Tensor | None = None
 
     @property
     def flops_per_eval(self) -> int:
-        """Matmul FLOPs of one model's (f, grad): logits and gradient, 2 n D K each."""
-        return 4 * self.x.shape[0] * self.x.shape[1] * self.n_classes
+        """Matmul FLOPs of one model's (f, grad): logits and gradient, 2 n D R each."""
+        return 4 * self.x.shape[0] * self.x.shape[1] * self.n_rows
 
     def logits(self, theta: torch.Tensor, xt: torch.Tensor, out: torch.Tensor | None = None):
         """Class logits (K, B, m) of B models on inputs xt (D, m), written into `out` if given."""
-        b, k, d = theta.shape
-        flat = theta.transpose(0, 1).reshape(k * b, d)
-        m = xt.shape[1]
-        return torch.mm(flat, xt, out=None if out is None else out.view(k * b, m)).view(k, b, m)
+        b, rows, d = theta.shape
+        k, m = self.n_classes, xt.shape[1]
+        z = (xt.new_empty(k * b * m) if out is None else out).view(k, b, m)
+        if rows < k:
+            z[0].zero_()
+        torch.mm(theta.transpose(0, 1).reshape(rows * b, d), xt, out=z[k - rows :].view(-1, m))
+        return z
 
     def _workspace(self, size: int, like: torch.Tensor) -> torch.Tensor:
         """A reused buffer for the (K, B, n) logits: fresh multi-MB allocations page-fault on CPU."""
@@ -60,9 +70,9 @@ class LogregObjective:
     def __call__(
         self, theta: torch.Tensor, weights: torch.Tensor, penalty: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """f (B,) and grad (B, K, D); weights (B, n) = m_b / S_b, penalty (B,) = 1 / (C S_b)."""
-        b, k, d = theta.shape
-        n = len(self.x)
+        """f (B,) and grad (B, R, D); weights (B, n) = m_b / S_b, penalty (B,) = 1 / (C S_b)."""
+        b, rows, d = theta.shape
+        k, n = self.n_classes, len(self.x)
         z = self.logits(theta, self._xt_log2, self._workspace(k * b * n, theta))  # (K, B, n) bits
         index = self.y.expand(1, b, n)
         zmax = z.amax(0)
@@ -73,7 +83,8 @@ class LogregObjective:
         w = theta[..., :-1]
         f = torch.linalg.vecdot(ce, weights) + 0.5 * penalty * w.square().sum((1, 2))
         e.mul_(weights / total).scatter_add_(0, index, -weights[None])  # (P - Y) m_b / S_b
-        grad = (self.xt @ e.view(k * b, n).T).view(d, k, b).permute(2, 1, 0).contiguous()
+        e = e[k - rows :].reshape(rows * b, n)
+        grad = (self.xt @ e.T).view(d, rows, b).permute(2, 1, 0).contiguous()
         grad[..., :-1].add_(w * penalty[:, None, None])
         self.n_evals += b
         return f, grad
@@ -154,7 +165,7 @@ def _grow(matrix: torch.Tensor, column: torch.Tensor, row: torch.Tensor) -> torc
 
 @dataclass
 class LbfgsResult:
-    theta: torch.Tensor  # (B, K, D)
+    theta: torch.Tensor  # (B, R, D)
     n_iter: torch.Tensor  # (B,) iterations per model
     converged: torch.Tensor  # (B,) bool: max |grad| <= tol reached
 
@@ -168,7 +179,7 @@ def lbfgs_logreg(
     max_iter: int = 500,
     history: int = 10,
 ) -> LbfgsResult:
-    """Minimise f_b for each mask b (rows of `masks`, (B, n)) from `theta0` (B, K, D); see module doc."""
+    """Minimise f_b for each mask b (rows of `masks`, (B, n)) from `theta0` (B, R, D); see module doc."""
     n_models, k, d = theta0.shape
     sizes = masks.sum(1)
     weights, penalty = masks / sizes[:, None], 1.0 / (C * sizes)

@@ -304,7 +304,7 @@ class Engine:
         )  # fmt: skip
 
     def _convex_chunk(self, masks: torch.Tensor, x_eval: torch.Tensor) -> np.ndarray:
-        shape = (len(masks), self.n_classes, self.x[0].numel() + 1)
+        shape = (len(masks), self.objective.n_rows, self.x[0].numel() + 1)
         if self.spec.warm_start:
             if self._full_fit is None:
                 full = torch.ones((1, len(self.y)), dtype=torch.bool, device=self.device)

@@ -143,7 +143,8 @@ class SklearnUtility(Utility):
     """The per-mask reference: scikit-learn's multinomial LogisticRegression, one fit per mask.
 
     Each fit minimises  C * sum_i m_i CE(x_i, y_i; W, b) + ||W||^2 / 2  over all K classes (the mask
-    enters as sample weights, so classes absent from S keep their columns), with one BLAS thread.
+    enters as sample weights, so classes absent from S keep their columns), with one BLAS thread;
+    for K = 2 scikit-learn fits one weight vector (the binomial loss), not two.
     """
 
     def __init__(

@@ -29,6 +29,26 @@ def test_objective_and_gradient_match_autograd():
     assert objective.n_evals == 5
 
 
+def test_two_classes_use_one_weight_vector_as_scikit_learns_binomial_loss():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(20, 3, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 2, (20,), generator=gen)
+    theta = torch.randn(4, 1, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    objective = LogregObjective(x, y, 2)
+    f, grad = objective(
+        theta.detach(), torch.full((4, 20), 1 / 20.0).double(), torch.full((4,), 0.05)
+    )
+    margin = x @ theta[:, 0, :-1].T + theta[:, 0, -1]  # (20, 4)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        margin, y[:, None].double().expand(-1, 4), reduction="none"
+    ).mean(0)
+    expected = bce + 0.025 * theta[:, 0, :-1].square().sum(1)
+    expected.sum().backward()
+    assert torch.allclose(f, expected.detach()) and torch.allclose(grad, theta.grad)
+    logits = objective.logits(theta.detach(), objective.xt)  # class 0 fixed at 0
+    assert torch.allclose(logits[1] - logits[0], margin.T.detach())
+
+
 def test_compact_memory_is_the_bfgs_recursion():
     """H g from the compact form equals the product of m inverse-BFGS updates of gamma I."""
     gen = torch.Generator().manual_seed(1)

@@ -55,14 +55,17 @@ def test_engine_and_reference_values_agree_through_the_game(digits_split):
     assert got == pytest.approx(ref, abs=5e-3)
 
 
-def test_float64_solution_is_scikit_learns_optimum(digits_split):
-    """At a tight tolerance both solvers reach the same minimiser of the same objective."""
-    masks = random_masks(digits_split.n_train, 3, seed=2)
+@pytest.mark.parametrize("dataset", ["digits", "breast_cancer"])
+def test_float64_solution_is_scikit_learns_optimum(dataset):
+    """At a tight tolerance both solvers reach the same minimiser of the same objective, with
+    scikit-learn's binomial (one weight vector) form for two classes."""
+    split, _ = prepare({"name": dataset, "n_train": 100, "n_val": 50, "n_test": 50}, NONE)
+    masks = random_masks(split.n_train, 3, seed=2)
     model = {"name": "logreg", "tol": 1e-9, "max_iter": 2000, "dtype": "float64"}
-    engine = EngineUtility(digits_split, model=model, device="cpu", progress=False)
-    ref = SklearnUtility(digits_split, tol=1e-9, max_iter=2000, progress=False)
-    got = engine._predict_proba(masks, digits_split.x_val)
-    assert got == pytest.approx(ref._predict_proba(masks, digits_split.x_val), abs=1e-5)
+    engine = EngineUtility(split, model=model, device="cpu", progress=False)
+    ref = SklearnUtility(split, tol=1e-9, max_iter=2000, progress=False)
+    got = engine._predict_proba(masks, split.x_val)
+    assert got == pytest.approx(ref._predict_proba(masks, split.x_val), abs=1e-5)
 
 
 def test_warm_start_reaches_the_same_models(digits_split):
