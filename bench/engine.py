@@ -36,6 +36,7 @@ from .types import check_masks
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _M32 = 0xFFFFFFFF
+SMALL_STEP_FLOPS = 5e7  # a chunk step below this runs on one CPU thread
 
 
 @dataclass(frozen=True)
@@ -264,9 +265,10 @@ class Engine:
         while start < len(masks):
             stop = min(len(masks), start + chunk)
             try:
-                out[start:stop] = self.fit_predict_chunk(
-                    masks[start:stop], keys[start:stop], x_eval
-                )
+                with self._threads(stop - start):
+                    out[start:stop] = self.fit_predict_chunk(
+                        masks[start:stop], keys[start:stop], x_eval
+                    )
             except Exception as err:
                 if not _is_oom(err):
                     raise
@@ -371,6 +373,26 @@ class Engine:
     def _autocast(self):
         enabled = self.device.type == "cuda" and getattr(self.spec, "bf16", False)
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    @contextmanager
+    def _threads(self, n_models: int):
+        """One CPU thread for a chunk whose step is too small to split (< SMALL_STEP_FLOPS): thread
+        start-up outweighs the work, and on a busy machine waiting threads stall every small op."""
+        if self.device.type == "cpu":
+            per_model = (
+                self.objective.flops_per_eval
+                if self.convex
+                else 6 * self.spec.batch_size * self.n_params
+            )
+            if n_models * per_model < SMALL_STEP_FLOPS and torch.get_num_threads() > 1:
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+                try:
+                    yield
+                finally:
+                    torch.set_num_threads(threads)
+                return
+        yield
 
     @contextmanager
     def _precision(self):

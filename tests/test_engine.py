@@ -217,6 +217,24 @@ def test_out_of_memory_chunks_are_retried_smaller(digits_split, monkeypatch, cap
         engine.fit_predict(masks, x)
 
 
+def test_small_chunks_run_on_one_cpu_thread(digits_split, monkeypatch):
+    engine = Engine({"name": "logreg"}, *whole_data(digits_split), 10, "cpu")
+    train, seen = engine.fit_predict_chunk, []
+
+    def record_threads(*args):
+        seen.append(torch.get_num_threads())
+        return train(*args)
+
+    monkeypatch.setattr(engine, "fit_predict_chunk", record_threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine.fit_predict(random_masks(120, 2), digits_split.x_val)  # 2 x 0.3 MFLOP steps
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ---- randomness ---------------------------------------------------------------------------------
 def test_networks_are_deterministic_for_a_seed_and_independent_of_their_batch(digits_split):
     masks, x = random_masks(digits_split.n_train, 4), digits_split.x_val
