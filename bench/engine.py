@@ -359,9 +359,8 @@ class Engine:
             idx = members.gather(1, draw_positions(keys, step, int(spec.batch_size), sizes))
             with self._autocast():
                 logits = self._forward(params, buffers, self.x[idx])
-            loss = F.cross_entropy(
-                logits.flatten(0, 1).float(), self.y[idx].flatten(), reduction="sum"
-            )
+            # classes on dim 1 (b, K, batch): several times faster on CPU than K last
+            loss = F.cross_entropy(logits.float().transpose(1, 2), self.y[idx], reduction="sum")
             opt.zero_grad(set_to_none=True)
             (loss / spec.batch_size).backward()  # sum over models of each model's mean loss
             opt.step()
