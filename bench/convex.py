@@ -20,6 +20,7 @@ leave the working set, so the tail costs only what is still running.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +45,7 @@ class LogregObjective:
         self.y, self.n_classes = y, n_classes
         self.n_rows = 1 if n_classes == 2 else n_classes
         self.n_evals = 0  # model-evaluations of (f, grad), for FLOP accounting
-        self._buffer: torch.Tensor | None = None
+        self._lock, self._local = threading.Lock(), threading.local()  # per-thread workspaces
 
     @property
     def flops_per_eval(self) -> int:
@@ -63,9 +64,10 @@ class LogregObjective:
 
     def _workspace(self, size: int, like: torch.Tensor) -> torch.Tensor:
         """A reused buffer for the (K, B, n) logits: fresh multi-MB allocations page-fault on CPU."""
-        if self._buffer is None or self._buffer.numel() < size or self._buffer.dtype != like.dtype:
-            self._buffer = like.new_empty(size)
-        return self._buffer[:size]
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or buffer.numel() < size or buffer.dtype != like.dtype:
+            buffer = self._local.buffer = like.new_empty(size)
+        return buffer[:size]
 
     def __call__(
         self, theta: torch.Tensor, weights: torch.Tensor, penalty: torch.Tensor
@@ -86,7 +88,8 @@ class LogregObjective:
         e = e[k - rows :].reshape(rows * b, n)
         grad = (self.xt @ e.T).view(d, rows, b).permute(2, 1, 0).contiguous()
         grad[..., :-1].add_(w * penalty[:, None, None])
-        self.n_evals += b
+        with self._lock:
+            self.n_evals += b
         return f, grad
 
 

@@ -11,7 +11,8 @@
 
 A submodel's randomness (initialisation, minibatches) is a function of (seed, mask) alone, so its
 result does not depend on the batch or chunk it is trained in, and CPU runs repeat exactly for a seed.
-B is cut into chunks that fit `memory_mb`; a chunk that runs out of memory is retried at half size.
+B is cut into chunks that fit `memory_mb` (bench/chunks.py); a chunk that runs out of memory is
+retried at half size, and on CPU one chunk per core runs at a time.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
+from .chunks import one_thread, run_chunks
 from .convex import LbfgsResult, LogregObjective, lbfgs_logreg
 from .models import ARCH_KEYS, MLP, build_model, check_fits
 from .types import check_masks
@@ -149,14 +152,6 @@ def draw_positions(keys: torch.Tensor, step: int, size: int, sizes: torch.Tensor
     return (h * sizes[:, None]) >> 32
 
 
-def _is_oom(err: BaseException) -> bool:
-    text = str(err).lower()
-    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
-        isinstance(err, RuntimeError)
-        and ("out of memory" in text or "can't allocate memory" in text)
-    )
-
-
 class Engine:
     """Trains one submodel per mask and predicts class probabilities; see the module docstring.
 
@@ -191,6 +186,8 @@ class Engine:
         self.device, self.dtype = resolve_device(device), DTYPES[self.options.dtype]
         self.seed, self.n_classes = int(seed), int(n_classes)
         self.input_shape = tuple(np.shape(x_train)[1:])
+        self._lock = threading.Lock()  # chunks may run in parallel threads (CPU)
+        self._local = threading.local()
         template = self.new_model(0)
         self.activations = check_fits(template, self.input_shape, self.n_classes)
         self.n_params = sum(p.numel() for p in template.parameters())
@@ -199,7 +196,7 @@ class Engine:
             if self.spec.path == "fast" and not fast:
                 raise ValueError(f"model.path=fast needs an MLP (mlp, logreg); {self.name} is not")
             self.fast = fast if self.spec.path == "auto" else self.spec.path == "fast"
-            self._meta = copy.deepcopy(template).to("meta")
+            self._template = template
         self.x = torch.as_tensor(np.asarray(x_train), dtype=self.dtype, device=self.device)
         self.y = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=self.device)
         if self.convex:
@@ -210,7 +207,7 @@ class Engine:
     # ---- public -----------------------------------------------------------------------------
     def new_model(self, key: int) -> torch.nn.Module:
         """A freshly initialised model, seeded by `key` (without touching the global RNG)."""
-        with torch.random.fork_rng(devices=[]):
+        with self._lock, torch.random.fork_rng(devices=[]):  # the global RNG, briefly
             torch.manual_seed(int(key))
             model = build_model(self.name, self.input_shape, self.n_classes, **self.arch)
         return model.to(self.dtype)
@@ -247,45 +244,35 @@ class Engine:
                 f"model.memory_mb={self.options.memory_mb}; raise it or shrink the model/batch"
             )
         chunk = min(len(masks), int(budget // per_model))
-        if self.device.type == "cpu":
-            chunk = min(chunk, int(self.options.cpu_chunk))
+        workers = 1
+        if self.device.type == "cpu":  # one chunk per core, as even as the chunk cap allows
+            workers = torch.get_num_threads()
+            chunk = min(chunk, int(self.options.cpu_chunk), -(-len(masks) // workers))
+        if self.convex and self.spec.warm_start:
+            self._warm_start()  # once, before chunks run in parallel
+        out = np.empty((len(masks), len(x_eval), self.n_classes))
+
+        def fit(a: int, b: int) -> np.ndarray:
+            with self._threads(b - a):
+                return self.fit_predict_chunk(masks[a:b], keys[a:b], x_eval_t)
+
         t0 = time.perf_counter()
         with self._precision():
-            out = self._run_chunks(masks, keys, x_eval_t, chunk, per_model, on_chunk)
+            run_chunks(
+                fit,
+                out,
+                max(chunk, 1),
+                workers,
+                f"one {self.name} submodel does not fit in memory on {self.device}: it needs "
+                f"about {per_model / 2**20:.1f} MiB",
+                on_chunk,
+                torch.cuda.empty_cache if self.device.type == "cuda" else None,
+            )
         seconds = time.perf_counter() - t0
-        self.stats["models"] += len(masks)
-        self.stats["seconds"] += seconds
+        with self._lock:
+            self.stats["models"] += len(masks)
+            self.stats["seconds"] += seconds
         log.info("%s: %d submodels on %s in %.2fs", self.name, len(masks), self.device, seconds)
-        return out
-
-    def _run_chunks(self, masks, keys, x_eval, chunk, per_model, on_chunk) -> np.ndarray:
-        """Chunks of at most `chunk` submodels; a chunk that runs out of memory is halved and retried."""
-        out = np.empty((len(masks), len(x_eval), self.n_classes))
-        start = 0
-        while start < len(masks):
-            stop = min(len(masks), start + chunk)
-            try:
-                with self._threads(stop - start):
-                    out[start:stop] = self.fit_predict_chunk(
-                        masks[start:stop], keys[start:stop], x_eval
-                    )
-            except Exception as err:
-                if not _is_oom(err):
-                    raise
-                if chunk == 1:
-                    raise MemoryError(
-                        f"one {self.name} submodel does not fit in memory on {self.device}: "
-                        f"it needs about {per_model / 2**20:.1f} MiB"
-                    ) from err
-                chunk //= 2
-                log.warning("out of memory; retrying with chunks of %d submodels", chunk)
-            else:
-                if on_chunk is not None:
-                    on_chunk(stop - start)
-                start = stop
-                continue
-            if self.device.type == "cuda":  # out of the handler: the failed chunk's memory is free
-                torch.cuda.empty_cache()
         return out
 
     def fit_predict_chunk(
@@ -305,18 +292,23 @@ class Engine:
             spec.history,
         )  # fmt: skip
 
+    def _warm_start(self) -> torch.Tensor:
+        """The full-data fit (1, R, D), solved once."""
+        if self._full_fit is None:
+            full = torch.ones((1, len(self.y)), dtype=torch.bool, device=self.device)
+            shape = (1, self.objective.n_rows, self.x[0].numel() + 1)
+            self._full_fit = self._solve(full, self.x.new_zeros(shape)).theta
+        return self._full_fit
+
     def _convex_chunk(self, masks: torch.Tensor, x_eval: torch.Tensor) -> np.ndarray:
         shape = (len(masks), self.objective.n_rows, self.x[0].numel() + 1)
-        if self.spec.warm_start:
-            if self._full_fit is None:
-                full = torch.ones((1, len(self.y)), dtype=torch.bool, device=self.device)
-                self._full_fit = self._solve(full, self.x.new_zeros((1, *shape[1:]))).theta
-            theta0 = self._full_fit.expand(shape)
-        else:
-            theta0 = self.x.new_zeros(shape)
+        theta0 = (
+            self._warm_start().expand(shape) if self.spec.warm_start else self.x.new_zeros(shape)
+        )
         result = self._solve(masks, theta0)
-        self.stats["iterations"] += int(result.n_iter.sum())
-        self.stats["not_converged"] += int((~result.converged).sum())
+        with self._lock:
+            self.stats["iterations"] += int(result.n_iter.sum())
+            self.stats["not_converged"] += int((~result.converged).sum())
         x1 = torch.cat([x_eval.flatten(1), torch.ones_like(x_eval[:, :1].flatten(1))], 1)
         logits = self.objective.logits(result.theta, x1.T)  # (K, b, m)
         return torch.softmax(logits, 0).permute(1, 2, 0).double().cpu().numpy()
@@ -334,8 +326,13 @@ class Engine:
                     h = torch.relu(h)
             return h
 
+        if not hasattr(
+            self._local, "meta"
+        ):  # functional_call swaps a module's tensors: one per thread
+            self._local.meta = copy.deepcopy(self._template).to("meta")
+
         def one(p, b, xs):
-            return functional_call(self._meta, (p, b), (xs,))
+            return functional_call(self._local.meta, (p, b), (xs,))
 
         shared = x.dim() == len(self.input_shape) + 1
         return vmap(one, in_dims=(0, 0, None if shared else 0))(params, buffers, x)
@@ -373,25 +370,18 @@ class Engine:
         enabled = self.device.type == "cuda" and getattr(self.spec, "bf16", False)
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    @contextmanager
     def _threads(self, n_models: int):
         """One CPU thread for a chunk whose step is too small to split (< SMALL_STEP_FLOPS): thread
         start-up outweighs the work, and on a busy machine waiting threads stall every small op."""
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and torch.get_num_threads() > 1:
             per_model = (
                 self.objective.flops_per_eval
                 if self.convex
                 else 6 * self.spec.batch_size * self.n_params
             )
-            if n_models * per_model < SMALL_STEP_FLOPS and torch.get_num_threads() > 1:
-                threads = torch.get_num_threads()
-                torch.set_num_threads(1)
-                try:
-                    yield
-                finally:
-                    torch.set_num_threads(threads)
-                return
-        yield
+            if n_models * per_model < SMALL_STEP_FLOPS:
+                return one_thread()
+        return nullcontext()
 
     @contextmanager
     def _precision(self):

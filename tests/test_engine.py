@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from valbench.chunks import one_thread
 from valbench.datasets import prepare
 from valbench.engine import Engine, draw_positions, mask_keys, resolve_device
 from valbench.problem import load_problem
@@ -205,8 +206,8 @@ def test_out_of_memory_chunks_are_retried_smaller(digits_split, monkeypatch, cap
         return train(chunk_masks, keys, x_eval)
 
     monkeypatch.setattr(engine, "fit_predict_chunk", fit_small_chunks_only)
-    with caplog.at_level(logging.WARNING, logger="valbench.engine"):
-        got = engine.fit_predict(masks, x)
+    with caplog.at_level(logging.WARNING, logger="valbench.engine"), one_thread():
+        got = engine.fit_predict(masks, x)  # one worker: chunks in order
     assert tried == [5, 2, 2, 1] and "retrying with chunks of 2" in caplog.text
     assert np.array_equal(got, expected)
 
@@ -215,6 +216,28 @@ def test_out_of_memory_chunks_are_retried_smaller(digits_split, monkeypatch, cap
     )
     with pytest.raises(MemoryError, match="one mlp submodel does not fit in memory on cpu"):
         engine.fit_predict(masks, x)
+
+
+@pytest.mark.parametrize("model", [{"name": "logreg"}, MLP_FAST])
+def test_cpu_chunks_in_parallel_threads_give_the_same_models(digits_split, model):
+    masks, x = random_masks(digits_split.n_train, 6), digits_split.x_val
+    data = whole_data(digits_split)
+    first = Engine(model, *data, 10, "cpu")
+    with one_thread():
+        alone = first.fit_predict(masks, x)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        sizes = []
+        engine = Engine({**model, "cpu_chunk": 1}, *data, 10, "cpu")
+        together = engine.fit_predict(masks, x, on_chunk=sizes.append)  # rounds of 3 chunks
+        assert sizes == [1] * 6 and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+    assert together == pytest.approx(alone, abs=1e-4)
+    assert engine.stats["iterations"] == first.stats["iterations"]  # counted without races
+    if engine.convex:
+        assert engine.objective.n_evals == first.objective.n_evals
 
 
 def test_small_chunks_run_on_one_cpu_thread(digits_split, monkeypatch):
@@ -229,7 +252,7 @@ def test_small_chunks_run_on_one_cpu_thread(digits_split, monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        engine.fit_predict(random_masks(120, 2), digits_split.x_val)  # 2 x 0.3 MFLOP steps
+        engine.fit_predict(random_masks(120, 1), digits_split.x_val)  # a 0.3 MFLOP step
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
