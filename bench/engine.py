@@ -9,6 +9,12 @@
   matmuls for MLPs (fast path) or `vmap(functional_call)` for any nn.Module (generic path). Model b
   draws its minibatches uniformly, with replacement, from its own coalition.
 
+Instead of bool masks, rows may be non-negative sample weights w_b (e.g. bootstrap counts): logreg
+then minimises C sum_i w_bi CE_i + ||W||^2 / 2 (scikit-learn's `sample_weight`), and a network draws
+its minibatches from the points with w_bi > 0 and weighs each sampled loss by w_bi / mean_{w_bj > 0}
+w_bj, so that it descends its weighted mean loss sum_i w_bi l_i / sum_i w_bi (for a mask: the plain
+mean over its coalition). `fit` returns the trained parameters instead of predictions.
+
 A submodel's randomness (initialisation, minibatches) is a function of (seed, mask) alone, so its
 result does not depend on the batch or chunk it is trained in, and CPU runs repeat exactly for a seed.
 B is cut into chunks that fit `memory_mb` (bench/chunks.py); a chunk that runs out of memory is
@@ -121,12 +127,28 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def check_weights(weights, n: int) -> np.ndarray:
+    """Bool masks as `check_masks` gives them, or non-negative finite sample weights (B, n) as
+    float64, each row with a positive sum; a ValueError naming what is wrong otherwise."""
+    weights = np.asarray(weights)
+    if weights.dtype == bool or weights.dtype.kind in "iu" and np.isin(weights, (0, 1)).all():
+        return check_masks(weights, n)
+    if weights.dtype.kind not in "iuf":
+        raise ValueError(f"weights must be bool masks or numbers (B, {n}), got {weights.dtype}")
+    weights = np.atleast_2d(weights).astype(np.float64)
+    if weights.ndim != 2 or weights.shape[1] != n:
+        raise ValueError(f"weights must have shape (B, {n}), got {weights.shape}")
+    if not np.all(np.isfinite(weights)) or (weights < 0).any() or (weights.sum(1) <= 0).any():
+        raise ValueError("sample weights must be finite, non-negative, with a positive sum per row")
+    return np.ascontiguousarray(weights)
+
+
 def mask_keys(masks: np.ndarray, seed: int) -> np.ndarray:
-    """A 63-bit key per mask, a hash of (seed, mask): the seed of that submodel's randomness."""
+    """A 63-bit key per mask (or weight row), a hash of (seed, row): the seed of that submodel's
+    randomness."""
     head = int(seed).to_bytes(8, "little")
-    digests = (
-        hashlib.blake2b(head + np.packbits(m).tobytes(), digest_size=8).digest() for m in masks
-    )
+    rows = (np.packbits(m) if m.dtype == bool else m for m in masks)
+    digests = (hashlib.blake2b(head + r.tobytes(), digest_size=8).digest() for r in rows)
     return np.array([int.from_bytes(d, "little") >> 1 for d in digests], dtype=np.int64)
 
 
@@ -222,11 +244,32 @@ class Engine:
         per_sample = 3 * self.activations + int(np.prod(self.input_shape))
         return item * (p * (2 + slots) + self.spec.batch_size * per_sample + 2 * n_eval * k)
 
+    def fit(
+        self, masks: np.ndarray, on_step: Callable[[int, dict], object] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Train one submodel per mask or weight row (B, n_train), all in one chunk, and return their
+        parameters stacked (B, ...) under the names of `new_model()`'s parameters. For logreg those
+        of a one-layer MLP with the objective's rows: K, or 1 for two classes (class 0's logit is
+        0). Networks call `on_step(step, params)` after every optimiser step."""
+        masks = check_weights(masks, len(self.y))
+        keys = torch.as_tensor(mask_keys(masks, self.seed), device=self.device)
+        masks_t = torch.as_tensor(masks, device=self.device)
+        with self._precision():
+            if self.convex:
+                if on_step is not None:
+                    raise ValueError(
+                        "logreg is solved by L-BFGS: it has no optimiser steps to report"
+                    )
+                theta = self._train_convex(masks_t)
+                return {"layers.0.weight": theta[..., :-1], "layers.0.bias": theta[..., -1]}
+            params, _ = self._train_networks(masks_t, keys, on_step)
+        return {k: v.detach() for k, v in params.items()}
+
     def fit_predict(
         self, masks: np.ndarray, x_eval: np.ndarray, on_chunk: Callable[[int], object] = None
     ) -> np.ndarray:
-        """Class probabilities (B, m, K) on `x_eval` of one submodel per mask (B, n_train)."""
-        masks = check_masks(masks, len(self.y))
+        """Class probabilities (B, m, K) on `x_eval` of one submodel per mask or weight row."""
+        masks = check_weights(masks, len(self.y))
         x_eval = np.asarray(x_eval, dtype=np.float32)
         if x_eval.ndim < 2 or x_eval[0].size != int(np.prod(self.input_shape)):
             raise ValueError(
@@ -301,6 +344,13 @@ class Engine:
         return self._full_fit
 
     def _convex_chunk(self, masks: torch.Tensor, x_eval: torch.Tensor) -> np.ndarray:
+        theta = self._train_convex(masks)
+        x1 = torch.cat([x_eval.flatten(1), torch.ones_like(x_eval[:, :1].flatten(1))], 1)
+        logits = self.objective.logits(theta, x1.T)  # (K, b, m)
+        return torch.softmax(logits, 0).permute(1, 2, 0).double().cpu().numpy()
+
+    def _train_convex(self, masks: torch.Tensor) -> torch.Tensor:
+        """Fitted parameters theta (b, R, d + 1), intercept last (R = K, or 1 for two classes)."""
         shape = (len(masks), self.objective.n_rows, self.x[0].numel() + 1)
         theta0 = (
             self._warm_start().expand(shape) if self.spec.warm_start else self.x.new_zeros(shape)
@@ -309,9 +359,7 @@ class Engine:
         with self._lock:
             self.stats["iterations"] += int(result.n_iter.sum())
             self.stats["not_converged"] += int((~result.converged).sum())
-        x1 = torch.cat([x_eval.flatten(1), torch.ones_like(x_eval[:, :1].flatten(1))], 1)
-        logits = self.objective.logits(result.theta, x1.T)  # (K, b, m)
-        return torch.softmax(logits, 0).permute(1, 2, 0).double().cpu().numpy()
+        return result.theta
 
     # ---- networks ---------------------------------------------------------------------------
     def _forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
@@ -340,6 +388,15 @@ class Engine:
     def _network_chunk(
         self, masks: torch.Tensor, keys: torch.Tensor, x_eval: torch.Tensor
     ) -> np.ndarray:
+        params, buffers = self._train_networks(masks, keys)
+        with torch.no_grad(), self._autocast():  # eval points in blocks of a training batch
+            logits = [
+                self._forward(params, buffers, xb) for xb in x_eval.split(self.spec.batch_size)
+            ]
+        return torch.softmax(torch.cat(logits, 1).float(), -1).double().cpu().numpy()
+
+    def _train_networks(self, masks: torch.Tensor, keys: torch.Tensor, on_step=None):
+        """Stacked parameters and buffers of one network per mask or weight row, trained together."""
         spec = self.spec
         params, buffers = stack_module_state([self.new_model(k) for k in keys.tolist()])
         params = {k: v.to(self.device).detach().requires_grad_() for k, v in params.items()}
@@ -350,20 +407,30 @@ class Engine:
             opt = torch.optim.SGD(
                 params.values(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
             )
-        sizes = masks.sum(1)
-        members = torch.argsort((~masks).to(torch.uint8), dim=1, stable=True)  # members first
+        support = masks > 0
+        sizes = support.sum(1)
+        members = torch.argsort((~support).to(torch.uint8), dim=1, stable=True)  # members first
+        # Sampled losses weighted by w_i / (mean weight over the support): 1 for bool masks.
+        scale = (
+            None if masks.dtype == torch.bool else (masks * (sizes / masks.sum(1))[:, None]).float()
+        )
         for step in range(int(spec.steps)):
             idx = members.gather(1, draw_positions(keys, step, int(spec.batch_size), sizes))
             with self._autocast():
                 logits = self._forward(params, buffers, self.x[idx])
             # classes on dim 1 (b, K, batch): several times faster on CPU than K last
-            loss = F.cross_entropy(logits.float().transpose(1, 2), self.y[idx], reduction="sum")
+            logits = logits.float().transpose(1, 2)
+            if scale is None:
+                loss = F.cross_entropy(logits, self.y[idx], reduction="sum")
+            else:  # sample weights: each sampled loss scaled (b, batch)
+                losses = F.cross_entropy(logits, self.y[idx], reduction="none")
+                loss = (losses * scale.gather(1, idx)).sum()
             opt.zero_grad(set_to_none=True)
             (loss / spec.batch_size).backward()  # sum over models of each model's mean loss
             opt.step()
-        with torch.no_grad(), self._autocast():  # eval points in blocks of a training batch
-            logits = [self._forward(params, buffers, xb) for xb in x_eval.split(spec.batch_size)]
-        return torch.softmax(torch.cat(logits, 1).float(), -1).double().cpu().numpy()
+            if on_step is not None:
+                on_step(step, params)
+        return params, buffers
 
     # ---- precision --------------------------------------------------------------------------
     def _autocast(self):
