@@ -87,3 +87,12 @@ def bernoulli_masks(rng: np.random.Generator, p: np.ndarray, n: int) -> np.ndarr
         stop = min(start + step, len(p))
         masks[start:stop] = rng.random((stop - start, n)) < p[start:stop, None]
     return masks
+
+
+def check_int(value, name: str, method: str, low: int = 1, high: int | None = None) -> int:
+    """`value` as an int in [low, high], or a ValueError naming the key, the value and the range."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer))
+    if not ok or value < low or (high is not None and value > high):
+        allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        raise ValueError(f"{method}: {name} must be {allowed}, got {value!r}")
+    return int(value)
