@@ -71,6 +71,15 @@ def check_differentiable(problem: Problem, method: str) -> None:
         )
 
 
+def check_checkpoints(problem: Problem) -> None:
+    """A clear error, before any training, when the problem's model has no training trajectory."""
+    if problem.model["name"] == "logreg":
+        raise ValueError(
+            "checkpoints need a model trained by optimiser steps (mlp, cnn, resnet9): logreg is "
+            "solved by L-BFGS; model=mlp model.widths=[] is logistic regression trained by SGD/Adam"
+        )
+
+
 def problem_engine(problem: Problem) -> Engine:
     """The engine of the problem's utility game, or a new one for its model on the CPU/GPU."""
     engine = getattr(problem.game, "engine", None)
@@ -107,11 +116,7 @@ def train_final_model(problem: Problem, checkpoints: int = 0) -> FinalModel:
     saved: list[tuple[dict, float]] = []
     on_step = None
     if checkpoints:
-        if engine.convex:
-            raise ValueError(
-                "checkpoints need a model trained by optimiser steps (mlp, cnn, resnet9): logreg is "
-                "solved by L-BFGS; model=mlp model.widths=[] is logistic regression trained by SGD/Adam"
-            )
+        check_checkpoints(problem)
         steps = set(checkpoint_steps(int(engine.spec.steps), int(checkpoints)))
 
         def on_step(step: int, params: dict) -> None:

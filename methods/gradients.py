@@ -19,7 +19,7 @@ from torch.func import grad, vmap
 from valbench.types import Game, Problem, Valuation
 
 from .common import Stopwatch, check_int, require_problem
-from .final_model import FinalModel, check_differentiable, train_final_model
+from .final_model import FinalModel, check_checkpoints, check_differentiable, train_final_model
 from .targets import check_target, evaluation_points, resolve_target
 
 BLOCK_FLOATS = 2**25  # floats per block of per-sample gradients (256 MiB in float64)
@@ -154,6 +154,10 @@ def squared_norm(g: torch.Tensor) -> torch.Tensor:
     return (g * g).sum(1)
 
 
+def cosine(gq: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return F.normalize(gq, dim=1) @ F.normalize(g, dim=1).T
+
+
 class GradDot(GradientMethod):
     """Grad-Dot: value(q, i) = g_q . g_i at the final model (Charpiat et al. 2019; Wei et al. 2024
     Sec. 4: one gradient step on the full data, first order); self-value -||g_i||^2."""
@@ -174,9 +178,6 @@ class GradCos(GradientMethod):
     targets = ("auto", "val", "queries")
 
     def attribute_final(self, final, problem, target, seed):
-        def cosine(gq: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-            return F.normalize(gq, dim=1) @ F.normalize(g, dim=1).T
-
         return attribute(final, problem, target, cosine)
 
 
@@ -193,7 +194,9 @@ class TracIn(GradientMethod):
 
     def check(self, problem: Problem) -> str:
         check_int(self.checkpoints, "checkpoints", self.name)
-        return super().check(problem)
+        target = super().check(problem)
+        check_checkpoints(problem)
+        return target
 
     @property
     def n_checkpoints(self) -> int:
