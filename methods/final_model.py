@@ -66,7 +66,8 @@ def check_differentiable(problem: Problem, method: str) -> None:
     name = (problem.model or {}).get("name")
     if name not in ARCH_KEYS:
         raise ValueError(
-            f"{method} needs a differentiable torch model ({', '.join(ARCH_KEYS)}); "
+            f"{method} needs a differentiable torch model that the engine trains "
+            f"({', '.join(ARCH_KEYS)}); "
             f"the problem's model is {name!r}"
         )
 
