@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
-from torch.func import grad, hessian, vmap
+from exact_logreg import exact_leave_one_out
 
 import valbench
-from valbench.methods.final_model import FinalModel, train_final_model
-from valbench.methods.gradients import flatten, unflatten
+from valbench.methods.final_model import train_final_model
 from valbench.methods.influence import Influence
 
 SMALL = ["dataset.n_train=100", "dataset.n_val=10", "dataset.n_test=40", "progress=false"]
@@ -23,48 +20,13 @@ def wine():
     return valbench.load_problem("wine", "mislabel", overrides=[*SMALL, "model.C=0.1"])
 
 
-def objective(final: FinalModel, flat: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """J_w(theta) = (1/n) sum_j w_j CE_j + sum_k decay_k / 2 ||theta_k||^2 (fixed 1/n normaliser)."""
-    params = unflatten(flat, final.params)
-    ce = F.cross_entropy(final.logits(params, final.x), final.y, reduction="none")
-    penalty = sum(final.decay[k] / 2 * (p * p).sum() for k, p in params.items())
-    return (weights * ce).sum() / final.n + penalty
-
-
-def newton(final: FinalModel, weights: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-    """Exact minimisers of J_w for a batch of weight rows (B, n): float64 Newton steps from `flat`,
-    vectorised over the rows (pinv: the softmax's redundant intercept direction)."""
-
-    def step(w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        g = grad(lambda u: objective(final, u, w))(t)
-        h = hessian(lambda u: objective(final, u, w))(t)
-        return t - torch.linalg.pinv(h, hermitian=True) @ g
-
-    theta = flat.expand(len(weights), -1)
-    for _ in range(8):
-        theta = vmap(step)(weights, theta)
-    gradient = vmap(grad(lambda u, w: objective(final, u, w)))(theta, weights)
-    assert gradient.abs().max() < 1e-12
-    return theta
-
-
 @pytest.fixture(scope="module")
 def exact(wine):
-    """The final model at the exact optimum, and the actual leave-one-out change of every
-    validation point's loss, L_q(theta_{-i}) - L_q(theta), from exact retraining."""
+    """The final model at the exact optimum and the actual leave-one-out change of every validation
+    point's loss, L_q(theta_{-i}) - L_q(theta), from exact retraining."""
     final = train_final_model(wine)
-    ones = torch.ones((1, final.n), dtype=final.x.dtype)
-    theta = newton(final, ones, flatten(final.params))[0]
-    final.params = unflatten(theta, final.params)
     xv, yv = final.inputs(wine.split.x_val), final.labels(wine.split.y_val)
-
-    def val_losses(flat):
-        logits = final.logits(unflatten(flat, final.params), xv)
-        return F.cross_entropy(logits, yv, reduction="none")
-
-    loo = newton(final, 1 - torch.eye(final.n, dtype=final.x.dtype), theta)
-    change = vmap(val_losses)(loo) - val_losses(theta)
-    return final, change.T.numpy()  # (Q, n)
+    return final, exact_leave_one_out(final, xv, yv)[0]  # (Q, n)
 
 
 def test_explicit_influence_predicts_leave_one_out_retraining(wine, exact):
