@@ -15,12 +15,15 @@ of a seed are one warm-started batch of bench/continuation.py (plain SGD at `lr`
 own L2 terms, `batch_size` shared minibatch positions; null: full-batch gradient descent), in float64.
 
 `steps` may list several T: one continuation is evaluated at each of them, and the values at the
-largest T are returned. `compare` names gradient methods (grad_dot, grad_cos, tracin, influence) to
-run on the same final model and target; info["agreement"] then holds, for every T, the cosine
-similarity and Spearman correlation of each with the gold standard (averaged over queries).
+largest T are returned. `compare` lists gradient methods (grad_dot, grad_cos, tracin, influence), by
+name or as {name: influence, damping: 0.1}, to run on the same final model and target;
+info["agreement"] then holds, for every T, the cosine similarity and Spearman correlation of each with
+the gold standard (averaged over queries).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -56,7 +59,7 @@ class FurtherTraining:
         self.steps, self.seeds, self.lr, self.batch_size = steps, seeds, lr, batch_size
         self.weight, self.target, self.compare = weight, target, compare
 
-    def check(self, problem: Problem) -> tuple[str, list[int], list[GradientMethod]]:
+    def check(self, problem: Problem) -> tuple[str, list[int], dict[str, GradientMethod]]:
         """Every key checked against `problem` before any training: target, steps, compared methods."""
         method = "further_training"
         check_differentiable(problem, method)
@@ -81,25 +84,28 @@ class FurtherTraining:
             )
         check_target(self.target, method)
         target = resolve_target(self.target, problem, "self")
-        for name in self.compare:
+        compared = {}
+        for item in self.compare:
+            name, params = _method_spec(item)
             if not isinstance(make_method(name), GradientMethod):
                 raise ValueError(f"{method}: compare takes gradient methods, got {name!r}")
-        compared = [make_method(name, target=target) for name in self.compare]
-        for other in compared:
+            other = make_method(name, **{**params, "target": target})
             other.check(problem)
+            compared[_label(name, params)] = other
         return target, steps, compared
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
         problem = require_problem(problem, "further_training")
         target, steps, compared = self.check(problem)
         with Stopwatch() as t:
-            final = train_final_model(problem, max([m.n_checkpoints for m in compared], default=0))
+            checkpoints = max([m.n_checkpoints for m in compared.values()], default=0)
+            final = train_final_model(problem, checkpoints)
             gold = self.gold_standard(final, problem, target, steps, seed)
             info = {"target": target, "steps": steps, "seeds": int(self.seeds)}
             if compared:
                 info["agreement"] = [
-                    {"method": name, "steps": s, **agreement(gold[s], values)}
-                    for name, other in zip(self.compare, compared, strict=True)
+                    {"method": label, "steps": s, **agreement(gold[s], values)}
+                    for label, other in compared.items()
                     for values in [other.attribute_final(final, problem, target, seed)]
                     for s in steps
                 ]
@@ -191,3 +197,20 @@ class FurtherTraining:
 
 def _take(params: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
     return {k: v[index] for k, v in params.items()}
+
+
+def _method_spec(item) -> tuple[str, dict]:
+    """A `compare` entry: a method name, or a mapping with `name` and parameter overrides."""
+    if isinstance(item, str):
+        return item, {}
+    if isinstance(item, Mapping) and "name" in item:
+        params = {k: v for k, v in item.items() if k != "name"}
+        return str(item["name"]), params
+    raise ValueError(
+        f"further_training: a compare entry is a method name or {{name: ..., key: value}}, got {item!r}"
+    )
+
+
+def _label(name: str, params: dict) -> str:
+    """influence(damping=0.1) for {name: influence, damping: 0.1}."""
+    return f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})" if params else name

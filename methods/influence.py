@@ -18,6 +18,7 @@ Solvers of (H + damping I) s = v:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -29,6 +30,7 @@ from .common import check_int, rng_for
 from .final_model import FinalModel, problem_engine
 from .gradients import GradientMethod, attribute, flatten, unflatten
 
+log = logging.getLogger(__name__)
 SOLVERS = ("explicit", "cg", "lissa")
 EXPLICIT_MAX_PARAMS = 10_000  # a p x p float64 Hessian of 800 MB
 DATA_BLOCK = 512  # training points per batched HVP
@@ -80,6 +82,13 @@ def explicit_solver(final: FinalModel, damping: float) -> Operator:
     matrix = operator(torch.eye(p, dtype=final.x.dtype, device=final.x.device))
     values, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
     keep = values.abs() > 1e-10 * values.abs().max()
+    negative = values < -1e-10 * values.abs().max()
+    if negative.any():
+        log.warning(
+            "H + damping I has %d negative eigenvalues (down to %.3g) at damping=%g: the model is not "
+            "at a minimum; damping above %.3g makes the influence solve positive definite",
+            int(negative.sum()), float(values[0]), damping, damping - float(values[0]),
+        )  # fmt: skip
     inverse = (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
     return lambda v: v @ inverse
 

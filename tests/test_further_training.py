@@ -62,13 +62,15 @@ def test_minibatch_runs_are_seeded_and_down_weighting_estimates_removal(wine):
 def test_compare_reports_agreement_per_steps(wine):
     method = FurtherTraining(
         steps=[1, 100], seeds=1, lr=1.0, batch_size=None, target="queries",
-        compare=["grad_dot", "influence"],
+        compare=["grad_dot", "influence", {"name": "influence", "damping": 1.0}],
     )  # fmt: skip
     valuation = method.value(wine.game, seed=0, problem=wine)
     rows = {(r["method"], r["steps"]): r for r in valuation.info["agreement"]}
-    assert set(rows) == {(m, s) for m in ("grad_dot", "influence") for s in (1, 100)}
+    methods = ("grad_dot", "influence", "influence(damping=1.0)")
+    assert set(rows) == {(m, s) for m in methods for s in (1, 100)}
     assert rows["grad_dot", 1]["cosine"] > 0.999 and rows["grad_dot", 1]["spearman"] > 0.99
     assert rows["influence", 100]["spearman"] > rows["influence", 1]["spearman"]
+    assert rows["influence", 100]["spearman"] > rows["influence(damping=1.0)", 100]["spearman"]
 
 
 def test_agreement_metrics():
@@ -84,7 +86,7 @@ def test_agreement_metrics():
 def test_experiment_job_and_agreement_table(tmp_path):
     cfg = compose(
         ["experiment=final_model_only", "dataset.n_train=40", "dataset.n_val=10",
-         "method.steps=[1,5]", "method.seeds=1", "progress=false"]
+         "method.steps=[1,5]", "progress=false"]
     )  # fmt: skip
     record = run_job(cfg, tmp_path / "job", "further_training")
     assert record["status"] == "ok" and record["info"]["agreement"]
@@ -107,6 +109,8 @@ def test_experiment_job_and_agreement_table(tmp_path):
         ({"compare": ["loo"]}, "compare takes gradient methods, got 'loo'"),
         ({"compare": ["grad_cos"]}, "grad_cos: unknown target 'self'"),
         ({"compare": ["tracin"]}, "logreg is solved by L-BFGS"),
+        ({"compare": [{"damping": 0.1}]}, "a compare entry is a method name or"),
+        ({"compare": [{"name": "influence", "solver": "qr"}]}, "unknown solver 'qr'"),
     ],
 )
 def test_bad_inputs_fail_before_training(wine, params, message, monkeypatch):

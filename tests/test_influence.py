@@ -107,3 +107,12 @@ def test_explicit_refuses_large_models_and_needs_a_problem():
         Influence().value(problem.game, seed=0, problem=problem)
     with pytest.raises(ValueError, match="influence is model-based"):
         Influence().value(problem.game, seed=0)
+
+
+def test_explicit_solve_warns_about_negative_curvature(caplog):
+    mlp = ["model.widths=[8]", "model.steps=30", "model.batch_size=16"]
+    problem = valbench.load_problem("digits", "mislabel", model="mlp", overrides=[*SMALL, *mlp])
+    final = train_final_model(problem)
+    with caplog.at_level("WARNING", logger="valbench.methods.influence"):
+        Influence(damping=0.0).attribute_final(final, problem, "val", seed=0)
+    assert "negative eigenvalues" in caplog.text and "damping above" in caplog.text
