@@ -150,29 +150,28 @@ class FurtherTraining:
                     )  # fmt: skip
                     bar.update(len(rows))
                 for t in steps:
-                    total[t] = total[t] + self._differences(torch.cat(runs[t]), target)
+                    total[t] = total[t] + self._differences(runs[t], target)
         return {t: (total[t] / int(self.seeds)) / (1 - weight) for t in steps}
 
     def _loss_function(self, final: FinalModel, problem: Problem, target: str):
-        """losses(stacked params, run ids) -> per-run losses: (b,) for val, (b, Q) for queries;
-        for self, (b, n): run 0's loss on every training point, run i's on point i (rest NaN)."""
+        """losses(stacked params, run ids) -> (per-run losses, full-data losses or None): per run (b,)
+        for val, (b, Q) for queries; for self, run i's loss on its own point i (b,) and, from the
+        chunk holding run 0 (the full data), that run's loss on every training point (n,)."""
         if target == "self":
 
             def losses(params, rows):
-                out = torch.full((len(rows), final.n), torch.nan, dtype=final.x.dtype)
+                own = torch.full((len(rows),), torch.nan, dtype=final.x.dtype)
                 left = (rows >= 1).nonzero()[:, 0]
                 if len(left):
-                    own = rows[left] - 1
+                    points = rows[left] - 1
                     logits = stacked_logits(final.module, _take(params, left), final.buffers,
-                                            final.x[own][:, None], per_model=True)  # fmt: skip
-                    out[left, own.cpu()] = F.cross_entropy(
-                        logits[:, 0], final.y[own], reduction="none"
-                    ).cpu()
-                if (rows == 0).any():
-                    full = _take(params, (rows == 0).nonzero()[:, 0])
-                    logits = stacked_logits(final.module, full, final.buffers, final.x)[0]
-                    out[0] = F.cross_entropy(logits, final.y, reduction="none").cpu()
-                return out
+                                            final.x[points][:, None], per_model=True)  # fmt: skip
+                    ce = F.cross_entropy(logits[:, 0], final.y[points], reduction="none")
+                    own[left.cpu()] = ce.cpu()
+                if rows[0] != 0:
+                    return own, None
+                logits = stacked_logits(final.module, _take(params, [0]), final.buffers, final.x)
+                return own, F.cross_entropy(logits[0], final.y, reduction="none").cpu()
 
             return losses
         x, y = evaluation_points(problem, target)
@@ -182,17 +181,19 @@ class FurtherTraining:
             logits = stacked_logits(final.module, params, final.buffers, x)  # (b, m, K)
             ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(rows)), reduction="none")
             ce = ce.view(len(rows), len(y)).cpu()
-            return ce.mean(1) if target == "val" else ce
+            return (ce.mean(1) if target == "val" else ce), None
 
         return losses
 
     @staticmethod
-    def _differences(runs: torch.Tensor, target: str) -> np.ndarray:
+    def _differences(parts: list[tuple[torch.Tensor, torch.Tensor | None]], target: str):
         """L(theta_T^{-i}) - L(theta_T) from the losses of all n + 1 runs, run 0 the full data."""
+        runs = torch.cat([own for own, _ in parts])
         if target == "self":  # minus the effect on the point's own loss
-            own = runs[1:].diagonal()
-            return -(own - runs[0]).numpy()
-        return (runs[1:] - runs[0]).T.numpy() if runs.dim() == 2 else (runs[1:] - runs[0]).numpy()
+            full = next(f for _, f in parts if f is not None)
+            return -(runs[1:] - full).numpy()
+        change = runs[1:] - runs[0]
+        return (change.T if change.dim() == 2 else change).numpy()  # (Q, n) or (n,)
 
 
 def _take(params: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:

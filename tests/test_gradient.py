@@ -103,3 +103,15 @@ def test_bad_inputs_fail_before_training(mlp, monkeypatch):
     knn_model = valbench.types.Problem(mlp.split, mlp.truth, {"name": "knn"}, mlp.game)
     with pytest.raises(ValueError, match="needs a differentiable torch model"):
         GradDot().value(mlp.game, seed=0, problem=knn_model)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_and_cpu_agree():
+    def values(device: str) -> np.ndarray:
+        problem = valbench.load_problem(
+            "digits", "mislabel", overrides=[*SMALL, f"utility.device={device}"]
+        )
+        return GradDot(target="val").value(problem.game, seed=0, problem=problem).values
+
+    assert np.corrcoef(values("cpu"), values("cuda"))[0, 1] > 0.999
