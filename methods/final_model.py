@@ -22,7 +22,7 @@ from torch import nn
 from torch.func import functional_call
 
 from valbench.engine import Engine
-from valbench.models import ARCH_KEYS, IMAGE_MODELS
+from valbench.models import ARCH_KEYS, IMAGE_MODELS, MLP
 from valbench.types import Problem
 
 DTYPE = torch.float64
@@ -59,6 +59,18 @@ class FinalModel:
 
     def labels(self, y: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(y), dtype=torch.long, device=self.y.device)
+
+
+class BinomialLogreg(MLP):
+    """scikit-learn's two-class logistic regression, as the engine fits it: one weight vector and
+    intercept give class 1's logit; class 0's logit is fixed at 0."""
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__(in_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = super().forward(x)
+        return torch.cat([torch.zeros_like(z), z], 1)
 
 
 def check_differentiable(problem: Problem, method: str) -> None:
@@ -126,7 +138,9 @@ def train_final_model(problem: Problem, checkpoints: int = 0) -> FinalModel:
                 saved.append((state, float(engine.spec.lr)))
 
     stacked = engine.fit(np.ones((1, len(engine.y)), bool), on_step=on_step)
-    module = engine.new_model(0).to(DTYPE)
+    binomial = engine.convex and engine.n_classes == 2
+    module = BinomialLogreg(engine.x[0].numel()) if binomial else engine.new_model(0)
+    module = module.to(DTYPE)
     return FinalModel(
         module=module,
         params={k: v[0].detach().to(DTYPE) for k, v in stacked.items()},
