@@ -22,7 +22,7 @@ from valbench.types import Problem
 TARGETS = ("auto", "self", "val", "queries")
 
 
-def per_query(problem: Problem) -> bool:
+def has_query_utility(problem: Problem) -> bool:
     """Whether the problem's utility gives one value per query (values (B, Q))."""
     return getattr(problem.game, "n_queries", None) is not None
 
@@ -38,14 +38,14 @@ def resolve_target(target: str, problem: Problem, fallback: str) -> str:
     """The concrete target (self | val | queries) that `auto` stands for on `problem`."""
     if target != "auto":
         return target
-    return "queries" if per_query(problem) else fallback
+    return "queries" if has_query_utility(problem) else fallback
 
 
 def evaluation_points(problem: Problem, target: str) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and labels whose loss a `val` or `queries` target measures (see the module doc)."""
     if target not in ("val", "queries"):
         raise ValueError(f"target {target!r} has no evaluation points; use val or queries")
-    if target == "queries" and per_query(problem):
+    if target == "queries" and has_query_utility(problem):
         truth = problem.truth
         return truth.x_queries, np.full(truth.n_queries, truth.target, dtype=np.int64)
     return problem.split.x_val, problem.split.y_val
