@@ -59,8 +59,8 @@ def test_fit_returns_the_parameters_fit_predict_uses(digits_split, model):
         ]
     )
     assert probs.double().numpy() == pytest.approx(
-        engine.fit_predict(masks, digits_split.x_val), abs=1e-5
-    )
+        engine.fit_predict(masks, digits_split.x_val), abs=1e-4
+    )  # float32: chunks that run in parallel stop L-BFGS at slightly different points
 
 
 def test_fit_reports_every_step_of_a_network(digits_split):
