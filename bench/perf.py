@@ -2,6 +2,7 @@
 
 python -m valbench.perf engine                      # logreg on digits, B = 1024, vs scikit-learn
 python -m valbench.perf engine --model mlp --masks 256 model.steps=200   # Hydra overrides last
+python -m valbench.perf estimators                  # error vs budget of every estimator (perf_estimators)
 
 `engine`: submodels per second of the batched engine and of the per-mask scikit-learn loop
 (`SklearnUtility`, one BLAS thread, logreg only) on the same masks, their agreement, and the engine's
@@ -162,6 +163,13 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> None:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["estimators"]:
+        from .perf_estimators import main as estimators
+
+        return estimators(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m valbench.perf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     eng = sub.add_parser("engine", help="batched engine vs the per-mask scikit-learn loop")
@@ -178,6 +186,7 @@ def main(argv=None) -> None:
     )
     eng.add_argument("--out", type=Path, default=Path("results/perf"))
     eng.add_argument("overrides", nargs="*", help="config overrides, e.g. model.steps=100")
+    sub.add_parser("estimators", help="error vs budget of the estimators (valbench.perf_estimators)")
     args = parser.parse_args(argv)
     rows = bench_engine(args)
     kind = torch.device(rows[0]["device"].split()[0]).type
