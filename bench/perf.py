@@ -186,7 +186,9 @@ def main(argv=None) -> None:
     )
     eng.add_argument("--out", type=Path, default=Path("results/perf"))
     eng.add_argument("overrides", nargs="*", help="config overrides, e.g. model.steps=100")
-    sub.add_parser("estimators", help="error vs budget of the estimators (valbench.perf_estimators)")
+    sub.add_parser(
+        "estimators", help="error vs budget of the estimators (valbench.perf_estimators)"
+    )
     args = parser.parse_args(argv)
     rows = bench_engine(args)
     kind = torch.device(rows[0]["device"].split()[0]).type
