@@ -7,6 +7,7 @@ quality           AUROC and AP per method (x setting variant); dotted line: chan
 cost              AUROC vs. game evaluations (log); methods that spend none are horizontal lines
 time              AUROC vs. the method's seconds (log)
 selection         selection precision and recall vs. evaluations (only if a method selects points)
+budget            precision and recall vs. c of budget_c sweeps (m = c k log2 n), as in the AME paper
 rank_correlation  mean over seeds of the Spearman correlation between methods' values
 removal           test accuracy after removing the highest / lowest valued points (see removal.py)
 
@@ -35,6 +36,9 @@ LABELS = {
     "sel_recall": "selection recall",
     "n_evals": "game evaluations",
     "seconds": "seconds",
+    "config.budget_c": "c (budget m = c k log2 n)",
+    "precision": "precision (selection, else top k)",
+    "recall": "recall (selection, else top k)",
 }
 REMOVED = {"highest": "highest-valued removed", "lowest": "lowest-valued removed"}
 
@@ -142,6 +146,37 @@ def selection_figure(summary: pd.DataFrame, width: str = "auto"):
             ax.set_ylim(-0.02, 1.02)
             ax.set_title(_title(LABELS[metric], titles[base]))
     _legend(fig, method_order(selecting["method"]))
+    return fig
+
+
+def budget_figure(frame: pd.DataFrame, width: str = "auto"):
+    """Panels base x (precision, recall) against c of a `budget_c` sweep (Lin et al. 2022, Fig. 3):
+    a method's own selection where it makes one (AME with knockoffs), else its k top-valued points;
+    methods without a budget are dashed lines. None when no job ran at a c."""
+    col = "config.budget_c"
+    if col not in frame or pd.to_numeric(frame[col], errors="coerce").isna().all():
+        return None
+    summary = summarize(frame, ["sel_precision", "sel_recall", "precision_at_k", "recall_at_k"])
+    summary[col] = pd.to_numeric(summary[col], errors="coerce")
+    selects = summary.groupby("method")["sel_recall"].transform(lambda v: v.notna().any())
+    for what in ("precision", "recall"):
+        for suffix in ("", "_std"):
+            own, top = summary[f"sel_{what}{suffix}"], summary[f"{what}_at_k{suffix}"]
+            summary[what + suffix] = own.where(selects, top)
+    bases = sorted(summary["base"].unique())
+    titles = base_titles(bases)
+    fig, axes = new_figure(len(bases), 2, width)
+    for row, base in zip(axes, bases, strict=True):
+        for ax, metric in zip(row, ("precision", "recall"), strict=True):
+            part = summary[summary["base"] == base]
+            _lines(ax, part.fillna({col: 0}), col, metric)
+            cs = sorted(part[col].dropna().unique())
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(cs, [f"{c:g}" for c in cs])
+            ax.minorticks_off()
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(_title(metric, titles[base]))
+    _legend(fig, method_order(summary["method"]))
     return fig
 
 
@@ -259,6 +294,7 @@ def plot_all(
             "cost": tradeoff_figure(summary, "n_evals", width),
             "time": tradeoff_figure(summary, "seconds", width),
             "selection": selection_figure(summary, width),
+            "budget": budget_figure(frame, width),
             "rank_correlation": rank_correlation_figure(jobs, width),
         }
         if removal:

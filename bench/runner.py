@@ -10,7 +10,9 @@ progress), so a rerun finds the records of the jobs that already finished and sk
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import time
 import traceback
 from pathlib import Path
@@ -31,6 +33,7 @@ from .store import (
     write_arrays,
     write_record,
 )
+from .types import BudgetTooSmall
 
 log = logging.getLogger("valbench")
 
@@ -55,17 +58,38 @@ def finished_record(job_dir: Path, config: dict) -> dict | None:
     return old
 
 
+def budget_for(c: float, n_planted: int, n_players: int) -> int:
+    """m = ceil(c k log2 n): the AME paper's budget for k planted points among n (Lin et al. 2022,
+    Thm. 1: O(k log N) submodels)."""
+    return math.ceil(c * n_planted * math.log2(n_players))
+
+
+def _check_curve(curve) -> list[float]:
+    values = list(curve)
+    if not values or any(
+        isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0 for c in values
+    ):
+        raise ValueError(f"budget_c must be a list of positive numbers, got {values!r}")
+    return sorted(set(float(c) for c in values))
+
+
 def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool = True) -> dict:
     """Run one job and write its record (and its values) to `job_dir`.
 
     A job whose earlier record finished ok with the same config is skipped, so a rerun of a sweep
     only does what is missing or failed. A failing job writes a record with status "error" and the
     traceback; it raises when `raise_errors` (single runs) and returns the record otherwise (sweeps).
+
+    With `budget_c` (a list of c), a method that has a `budget` runs once per c, smallest first, at
+    m = `budget_for(c, k, n)` (raised to the method's minimum where it is below it), on one game:
+    each larger budget starts with the smaller one's samples, so its trainings are reused and the
+    largest budget's submodels are trained once. Each point writes job_dir/c=C/ (a budget raised to
+    the minimum gets C = m / (k log2 n)) with `budget_c` = C in its config; its `seconds` add the training time of the reused evaluations, so they
+    are what a fresh run at that budget costs. Methods without a budget write one record as usual.
     """
     from hydra.utils import instantiate
 
     job_dir = Path(job_dir)
-    remove_partial_writes(job_dir)  # left behind by a run that was killed mid-write
     record = {
         "schema": SCHEMA_VERSION,
         "status": "running",
@@ -77,11 +101,18 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
         "error": None,
     }
     t0 = time.perf_counter()
+    where = job_dir
     try:
         config = flatten(OmegaConf.to_container(cfg, resolve=True))
-        if old := finished_record(job_dir, config):
-            log.info("skipping %s: its record exists", job_dir)
-            return old
+        curve = cfg.get("budget_c")
+        method = instantiate(cfg.method)  # a bad method config fails before any training
+        curve = _check_curve(curve) if curve is not None and hasattr(method, "budget") else None
+        if curve is None:
+            if "budget_c" in config:
+                config["budget_c"] = None  # not applicable: the method has no budget
+            if old := finished_record(job_dir, config):
+                log.info("skipping %s: its record exists", job_dir)
+                return old
         record.update(
             seed=int(cfg.seed),
             dataset=cfg.dataset.name,
@@ -91,26 +122,31 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
             device=device_name("cpu"),
             config=config,
         )
-        method = instantiate(cfg.method)  # a bad method config fails before any training
         problem = build_problem(cfg)
         record["device"] = device_name(getattr(problem.game, "device", "cpu"))
-        valuation = method.value(problem.game, seed=int(cfg.seed), problem=problem)
-        record.update(score(valuation, problem.truth))
-        record.update(
-            status="ok",
-            n_evals=int(valuation.n_evals),
-            seconds=float(valuation.seconds),
-            n_trainings=getattr(problem.game, "n_evals", None),
-            wall_seconds=time.perf_counter() - t0,
-            n_planted=problem.truth.n_planted,
-            n_train=problem.split.n_train,
-            info=valuation.info,
-        )
-        arrays = {"values": valuation.values, "planted": problem.truth.planted}
-        for key in ("stderr", "selected"):
-            if getattr(valuation, key) is not None:
-                arrays[key] = getattr(valuation, key)
-        write_arrays(job_dir, arrays)
+        if curve is None:
+            return _value_and_write(job_dir, record, method, problem, t0)
+        k, n = problem.truth.n_planted, problem.game.n_players
+        if k == 0:
+            raise ValueError("budget_c needs planted points: m = c k log2 n is 0 for k = 0")
+        minimum, last = _minimum_budget(method, problem), record
+        points = {}  # budget -> c, the smallest c asking for it (or the effective c of the minimum)
+        for c in curve:
+            budget = budget_for(c, k, n)
+            if budget < minimum:
+                budget, c = minimum, round(minimum / (k * math.log2(n)), 2)
+            points.setdefault(budget, c)
+        for budget, c in sorted(points.items()):
+            method = instantiate(cfg.method, budget=budget)
+            point = {**config, "method.budget": budget, "budget_c": c}
+            where = job_dir / f"c={c:g}"
+            if old := finished_record(where, point):
+                log.info("skipping %s: its record exists", where)
+                last = old
+                continue
+            reused = float(getattr(problem.game, "seconds", 0.0))
+            last = _value_and_write(where, {**record, "config": point}, method, problem, t0, reused)
+        return last
     except Exception as err:  # the record says what failed; a sweep goes on
         record.update(
             status="error",
@@ -118,15 +154,51 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
             traceback=traceback.format_exc(),
             wall_seconds=time.perf_counter() - t0,
         )
-        write_record(job_dir, record)
+        write_record(where, record)
         if raise_errors:
             raise
-        log.error("job %s failed: %s", job_dir, record["error"])
+        log.error("job %s failed: %s", where, record["error"])
         return record
+
+
+def _minimum_budget(method, problem) -> int:
+    """The least budget `method` accepts on `problem`: what its BudgetTooSmall says, found by valuing
+    with budget 0 (the check comes before any evaluation)."""
+    method = copy.copy(method)
+    method.budget = 0
+    try:
+        method.value(problem.game, seed=0, problem=problem)
+    except BudgetTooSmall as err:
+        return err.minimum
+    raise ValueError(f"{type(method).__name__} accepted budget 0: it has no minimum budget")
+
+
+def _value_and_write(
+    job_dir: Path, record: dict, method, problem, t0: float, reused_seconds: float = 0.0
+) -> dict:
+    """Value the problem's game with `method`, score it and write the record and arrays."""
+    valuation = method.value(problem.game, seed=record["seed"], problem=problem)
+    record = {**record, **score(valuation, problem.truth)}
+    record.update(
+        status="ok",
+        n_evals=int(valuation.n_evals),
+        seconds=float(valuation.seconds) + reused_seconds,
+        n_trainings=getattr(problem.game, "n_evals", None),
+        wall_seconds=time.perf_counter() - t0,
+        n_planted=problem.truth.n_planted,
+        n_train=problem.split.n_train,
+        info=valuation.info,
+    )
+    arrays = {"values": valuation.values, "planted": problem.truth.planted}
+    for key in ("stderr", "selected"):
+        if getattr(valuation, key) is not None:
+            arrays[key] = getattr(valuation, key)
+    remove_partial_writes(job_dir)  # left behind by a run that was killed mid-write
+    write_arrays(job_dir, arrays)
     write_record(job_dir, record)
     log.info(
         "%s on %s: auroc=%.3f ap=%.3f n_evals=%s %.1fs",
-        method_name,
+        record["method"],
         record["dataset"],
         record["auroc"],
         record["ap"],

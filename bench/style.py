@@ -52,6 +52,7 @@ METHOD_COLOURS = {
     "exact_banzhaf": "#2ca02c",
     "banzhaf": "#98df8a",
     "ame": "#d62728",
+    "ame_knockoff": "#7f0000",
     "ame_sv": "#ff9896",
     "knn_shapley": "#9467bd",
     "data_oob": "#c5b0d5",

@@ -10,6 +10,14 @@ import numpy as np
 from valbench.datasets import Split, Truth
 
 
+class BudgetTooSmall(ValueError):
+    """A budget below a method's minimum number of evaluations (kept in `minimum`)."""
+
+    def __init__(self, message: str, minimum: int) -> None:
+        super().__init__(message)
+        self.minimum = minimum
+
+
 @runtime_checkable
 class Game(Protocol):
     """A cooperative game over `n_players` training points.

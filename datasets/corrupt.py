@@ -123,7 +123,7 @@ def make_trigger(split: Split, size: int, value, rng: np.random.Generator) -> di
 
 def stamp(x: np.ndarray, trigger: dict) -> np.ndarray:
     """Apply `trigger` to flat or image-shaped features `x`."""
-    flat = x.reshape(len(x), -1).copy()
+    flat = x.reshape(len(x), int(np.prod(x.shape[1:]))).copy()
     flat[:, trigger["mask"]] = trigger["values"][trigger["mask"]]
     return flat.reshape(x.shape)
 

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from valbench.types import Problem
+from valbench.types import BudgetTooSmall, Problem
 
 
 def check_budget(budget, minimum: int, method: str) -> int:
@@ -22,8 +22,9 @@ def check_budget(budget, minimum: int, method: str) -> int:
             f"{method}: budget must be an integer number of evaluations, got {budget!r}"
         )
     if budget < minimum:
-        raise ValueError(
-            f"{method}: budget {int(budget)} is below this method's minimum of {minimum} evaluations"
+        raise BudgetTooSmall(
+            f"{method}: budget {int(budget)} is below this method's minimum of {minimum} evaluations",
+            minimum,
         )
     return int(budget)
 

@@ -30,7 +30,7 @@ from valbench.style import FALLBACK_COLOURS, METHOD_COLOURS, method_colour
 from valbench.tables import label_jobs, largest_budget, summarize
 
 KNOWN = (
-    "random loo exact_shapley exact_banzhaf mc_shapley tmc_shapley beta_shapley banzhaf ame ame_sv "
+    "random loo exact_shapley exact_banzhaf mc_shapley tmc_shapley beta_shapley banzhaf ame ame_knockoff ame_sv "
     "knn_shapley data_oob grad_dot grad_cos tracin influence further_training"
 ).split()
 

@@ -95,7 +95,7 @@ def test_a_failing_job_records_its_error_and_the_parallel_sweep_goes_on(tmp_path
 
     log = sweep(tmp_path, *args)  # the basic launcher finds the same job folders
     assert log.count("its record exists") == 2
-    assert log.count("failed: ValueError") == 2  # failed jobs are tried again
+    assert log.count("failed: BudgetTooSmall") == 2  # failed jobs are tried again
     assert records(tmp_path).keys() == first.keys()
 
 
