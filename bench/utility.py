@@ -22,7 +22,8 @@ from .engine import Engine
 from .models import IMAGE_MODELS
 from .types import check_masks
 
-METRICS = ("val_accuracy", "val_loglik", "query_prob", "query_margin")
+METRICS = ("val_accuracy", "val_loglik", "query_prob", "query_margin", "query_accuracy")
+PER_QUERY = ("query_prob", "query_margin")  # values (B, Q); the other metrics give (B,)
 _EPS = 1e-12
 
 
@@ -37,7 +38,9 @@ def score_probs(
 
     val_accuracy: mean_i [argmax_k p_ik = y_i];  val_loglik: mean_i log max(p_{i,y_i}, floor);
     query_prob: p_{i,target} per query (B, m);  query_margin: log p_{i,target} - max_{k != target}
-    log p_ik per query (B, m), probabilities floored likewise.
+    log p_ik per query (B, m), probabilities floored likewise;  query_accuracy: mean_i [argmax_k
+    p_ik = target], the accuracy on the triggered queries labelled with the target (the poisoned
+    test set of Lin et al. 2022, Sec. 5.3: the attack's success rate).
     """
     if metric == "val_accuracy":
         return (probs.argmax(-1) == y).mean(-1)
@@ -46,6 +49,8 @@ def score_probs(
         return np.log(np.maximum(p, floor)).mean(-1)
     if metric == "query_prob":
         return probs[..., target]
+    if metric == "query_accuracy":
+        return (probs.argmax(-1) == target).mean(-1)
     if metric == "query_margin":
         logp = np.log(np.maximum(probs, floor))
         others = np.delete(logp, target, axis=-1).max(-1)
@@ -56,7 +61,7 @@ def score_probs(
 class Utility(ABC):
     """A Game whose value of a coalition S is the score of a model trained on S.
 
-    Values are (B,) for validation metrics and (B, Q) for per-query metrics. Evaluations are cached
+    Values are (B, Q) for the per-query metrics (query_prob, query_margin), else (B,). Evaluations are cached
     by mask (so nested budgets with one seed reuse trainings); `n_evals` counts trainings done.
     """
 
@@ -91,7 +96,7 @@ class Utility(ABC):
 
     @property
     def n_queries(self) -> int | None:
-        return len(self.x_eval) if self.metric.startswith("query") else None
+        return len(self.x_eval) if self.metric in PER_QUERY else None
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         masks = check_masks(masks, self.n_players)

@@ -57,6 +57,10 @@ def test_query_utilities_return_one_value_per_query():
     )  # margin > 0 iff target wins
     with pytest.raises(ValueError, match="needs triggered queries"):
         SklearnUtility(split, None, metric="query_prob")
+    success = SklearnUtility(split, truth, metric="query_accuracy", progress=False)
+    assert success.n_queries is None and prob.n_queries == 5
+    # one value per coalition: the fraction of queries whose target class wins
+    np.testing.assert_allclose(evaluate(success, masks), (m > 0).mean(1))
 
 
 def test_score_probs_definitions():
