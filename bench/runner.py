@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from .machine import device_name, versions
 from .problem import build_problem
 from .score import METRIC_KEYS, score
+from .shards import attach_store, check_evals, train_shard
 from .store import (
     RECORD_NAME,
     SCHEMA_VERSION,
@@ -59,9 +60,9 @@ def finished_record(job_dir: Path, config: dict) -> dict | None:
 
 
 def budget_for(c: float, n_planted: int, n_players: int) -> int:
-    """m = ceil(c k log2 n): the AME paper's budget for k planted points among n (Lin et al. 2022,
-    Thm. 1: O(k log N) submodels)."""
-    return math.ceil(c * n_planted * math.log2(n_players))
+    """m = c k log2 n, rounded: the AME paper's budget for k planted points among n (Lin et al.
+    2022, Thm. 1: O(k log N) submodels; rounded half up as in its CIFAR-10 script)."""
+    return int(c * n_planted * math.log2(n_players) + 0.5)
 
 
 def _check_curve(curve) -> list[float]:
@@ -103,7 +104,10 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
     t0 = time.perf_counter()
     where = job_dir
     try:
-        config = flatten(OmegaConf.to_container(cfg, resolve=True))
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        config = flatten(resolved)
+        evals = resolved.get("evals") or {}
+        shard = check_evals(evals)
         curve = cfg.get("budget_c")
         method = instantiate(cfg.method)  # a bad method config fails before any training
         curve = _check_curve(curve) if curve is not None and hasattr(method, "budget") else None
@@ -124,18 +128,26 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
         )
         problem = build_problem(cfg)
         record["device"] = device_name(getattr(problem.game, "device", "cpu"))
+        if evals.get("dir") is not None:
+            attach_store(problem.game, resolved, evals, job_dir)
+        points = {} if curve is None else _curve_points(curve, method, problem)
+        if shard is not None:  # the largest budget's samples start with every smaller one's
+            if points:
+                method = instantiate(cfg.method, budget=max(points))
+            rows = train_shard(method, problem.game, int(cfg.seed), shard, evals.get("block", 256))
+            record.update(
+                status="shard",
+                n_evals=rows,
+                n_trainings=problem.game.n_evals,
+                seconds=problem.game.seconds,
+                wall_seconds=time.perf_counter() - t0,
+            )
+            write_record(job_dir, record)
+            log.info("shard %d/%d: %d samples, %d trained now", *shard, rows, problem.game.n_evals)
+            return record
         if curve is None:
             return _value_and_write(job_dir, record, method, problem, t0)
-        k, n = problem.truth.n_planted, problem.game.n_players
-        if k == 0:
-            raise ValueError("budget_c needs planted points: m = c k log2 n is 0 for k = 0")
-        minimum, last = _minimum_budget(method, problem), record
-        points = {}  # budget -> c, the smallest c asking for it (or the effective c of the minimum)
-        for c in curve:
-            budget = budget_for(c, k, n)
-            if budget < minimum:
-                budget, c = minimum, round(minimum / (k * math.log2(n)), 2)
-            points.setdefault(budget, c)
+        last = record
         for budget, c in sorted(points.items()):
             method = instantiate(cfg.method, budget=budget)
             point = {**config, "method.budget": budget, "budget_c": c}
@@ -159,6 +171,21 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
             raise
         log.error("job %s failed: %s", where, record["error"])
         return record
+
+
+def _curve_points(curve: list[float], method, problem) -> dict[int, float]:
+    """{budget: c} of a budget_c curve: m = budget_for(c, k, n), raised to the method's minimum
+    (c then the effective m / (k log2 n)); c values that give the same budget run once."""
+    k, n = problem.truth.n_planted, problem.game.n_players
+    if k == 0:
+        raise ValueError("budget_c needs planted points: m = c k log2 n is 0 for k = 0")
+    minimum, points = _minimum_budget(method, problem), {}
+    for c in curve:
+        budget = budget_for(c, k, n)
+        if budget < minimum:
+            budget, c = minimum, round(minimum / (k * math.log2(n)), 2)
+        points.setdefault(budget, c)
+    return points
 
 
 def _minimum_budget(method, problem) -> int:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from valbench.datasets import Split, Truth
 
 from .engine import Engine
+from .evalstore import EvalStore
 from .models import IMAGE_MODELS
 from .types import check_masks
 
@@ -93,6 +94,23 @@ class Utility(ABC):
         self._cache: dict[bytes, np.ndarray] = {}
         self.n_evals = 0
         self.seconds = 0.0
+        self.train = True  # False: answer only from the cache (e.g. the shards in a store)
+        self._store: tuple[EvalStore, str] | None = None
+        self._written: dict[bytes, np.ndarray] = {}
+
+    def persist(self, store: EvalStore, name: str, train: bool = True) -> None:
+        """Keep evaluations in `store`: every file's are cached now, and after each batch this
+        utility rewrites file `name` with all it has written there (earlier runs' included), so a
+        killed run resumes. `train=False` answers from the store only (see `stored`)."""
+        path = store.path(name)
+        self._written = store.read(path) if path.exists() else {}
+        self._cache.update(store.load())
+        self._store, self.train = (store, name), bool(train)
+
+    def stored(self, masks: np.ndarray) -> np.ndarray:
+        """Which coalitions (B,) have an evaluation already (cached or in the store)."""
+        masks = check_masks(masks, self.n_players)
+        return np.array([np.packbits(m).tobytes() in self._cache for m in masks], dtype=bool)
 
     @property
     def n_queries(self) -> int | None:
@@ -105,6 +123,11 @@ class Utility(ABC):
         for i, key in enumerate(keys):
             if key not in self._cache and key not in todo:
                 todo[key] = i
+        if todo and not self.train:
+            raise ValueError(
+                f"{len(todo)} of {len(keys)} coalitions have no stored evaluation and this utility "
+                "does not train (evals.train=false): run the missing shards first"
+            )
         if todo:
             rows = np.fromiter(todo.values(), dtype=np.int64)
             t0 = time.perf_counter()
@@ -114,6 +137,9 @@ class Utility(ABC):
             fresh = dict(zip(todo, values, strict=True))
             if self.cache:
                 self._cache.update(fresh)
+            if self._store is not None:
+                self._written.update(fresh)
+                self._store[0].write(self._store[1], self._written)
         else:
             fresh = {}
         return np.stack([fresh[k] if k in fresh else self._cache[k] for k in keys])

@@ -106,6 +106,14 @@ class ShapleyDesign:
         return _polynomial(logit(p) / self.half_width)
 
 
+def draw_samples(design, seed: int, m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The m sampled (p_j, S_j): p_j ~ P, then S_j ~ Bernoulli(p_j)^n; the first rows of a larger m
+    are the rows of a smaller one (same seed), so budgets nest and shards of them can be trained
+    anywhere (bench/evalstore.py)."""
+    p = design.draw(rng_for(seed, 0).random(m))
+    return p, bernoulli_masks(rng_for(seed, 1), p, n)
+
+
 def fit_ame(
     game: Game,
     seed: int,
@@ -117,7 +125,9 @@ def fit_ame(
     fdr: float,
     method: str,
 ) -> Valuation:
-    """Sample, evaluate, regress: the estimator described in the module docstring."""
+    """Sample, evaluate, regress: the estimator described in the module docstring. A game with
+    `train = False` (a store of sharded evaluations) answers only some samples: the others are left
+    out (the samples are i.i.d., so any subset of them is a smaller experiment of the same design)."""
     if isinstance(cv_folds, bool) or not isinstance(cv_folds, (int, np.integer)) or cv_folds < 2:
         raise ValueError(f"{method}: cv_folds must be an integer >= 2, got {cv_folds!r}")
     if cv_rule not in RULES:
@@ -127,14 +137,24 @@ def fit_ame(
     if not (isinstance(fdr, (int, float)) and 0 < fdr < 1):
         raise ValueError(f"{method}: fdr (q) must lie in (0, 1), got {fdr!r}")
     n = check_players(game, 1, method)
-    m = check_budget(budget, MIN_SAMPLES_PER_FOLD * cv_folds, method)
+    minimum = MIN_SAMPLES_PER_FOLD * cv_folds
+    m = check_budget(budget, minimum, method)
     with Stopwatch() as t:
-        p = design.draw(rng_for(seed, 0).random(m))
-        masks = bernoulli_masks(rng_for(seed, 1), p, n)
+        p, masks = draw_samples(design, seed, m, n)
+        fakes = None if knockoffs == "none" else bernoulli_masks(rng_for(seed, 2), p, n)
+        if not getattr(game, "train", True):  # a game that only answers stored evaluations
+            keep = game.stored(masks)
+            if keep.sum() < minimum:
+                raise ValueError(
+                    f"{method}: only {keep.sum()} of its {m} samples have stored evaluations; "
+                    f"it needs at least {minimum}"
+                )
+            p, masks, fakes = p[keep], masks[keep], None if fakes is None else fakes[keep]
+            m = len(masks)
         raw = evaluate(game, masks)
         x = design.features(masks, p)
-        if knockoffs != "none":
-            x = np.hstack([x, design.features(bernoulli_masks(rng_for(seed, 2), p, n), p)])
+        if fakes is not None:
+            x = np.hstack([x, design.features(fakes, p)])
         folds = rng_for(seed, 3).permutation(m) % cv_folds
         fit = lasso_cv(x, as_columns(raw), design.basis(p), folds, cv_rule)
         col_sq = (x[:, :n] ** 2).sum(0)
@@ -196,6 +216,11 @@ class AME:
             raise ValueError("ame: give p_grid (a list of probabilities) or p_range ([lo, hi])")
         return GridDesign(sorted({_check_probability(p, "p_grid", "ame") for p in self.p_grid}))
 
+    def samples(self, n_players: int, seed: int) -> np.ndarray:
+        """The coalitions (budget, n_players) this method evaluates: what a shard trains."""
+        m = check_budget(self.budget, MIN_SAMPLES_PER_FOLD * self.cv_folds, "ame")
+        return draw_samples(self.design(), seed, m, n_players)[1]
+
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
         return fit_ame(
             game,
@@ -226,14 +251,22 @@ class AMESV:
         self.budget, self.eps = budget, eps
         self.cv_folds, self.cv_rule, self.knockoffs, self.fdr = cv_folds, cv_rule, knockoffs, fdr
 
-    def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
+    def design(self) -> ShapleyDesign:
         if not (isinstance(self.eps, (int, float)) and 0 < self.eps < 0.5):
             raise ValueError(f"ame_sv: eps must lie in (0, 0.5), got {self.eps!r}")
+        return ShapleyDesign(float(self.eps))
+
+    def samples(self, n_players: int, seed: int) -> np.ndarray:
+        """The coalitions (budget, n_players) this method evaluates: what a shard trains."""
+        m = check_budget(self.budget, MIN_SAMPLES_PER_FOLD * self.cv_folds, "ame_sv")
+        return draw_samples(self.design(), seed, m, n_players)[1]
+
+    def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
         return fit_ame(
             game,
             seed,
             self.budget,
-            ShapleyDesign(float(self.eps)),
+            self.design(),
             self.cv_folds,
             self.cv_rule,
             self.knockoffs,
