@@ -24,7 +24,9 @@ from .store import as_stored, write_atomic
 
 SUFFIX = ".evals.npz"
 PROBLEM_KEYS = ("dataset", "corruption", "model", "utility", "seed")
-NOT_PROBLEM_KEYS = ("device",)  # where a submodel is trained, not what it is
+# Where and in what chunks a submodel is trained and where the data files lie, not what it is: shards
+# trained on other machines (other mounts, other GPU memory) belong to the same problem.
+NOT_PROBLEM_KEYS = ("device", "root", "download", "memory_mb", "cpu_chunk")
 
 
 def fingerprint(config: dict) -> str:

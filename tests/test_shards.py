@@ -41,10 +41,12 @@ def test_store_round_trip_and_refusals(tmp_path):
         EvalStore(tmp_path, "b" * 64, 21).load()
 
 
-def test_fingerprint_ignores_the_device_and_nothing_else():
+def test_fingerprint_ignores_where_a_problem_runs_and_nothing_else():
     cfg = {"dataset": {"name": "wine"}, "corruption": {}, "model": {"name": "logreg"}, "seed": 0}
     base = fingerprint({**cfg, "utility": {"name": "val_loglik", "device": "cpu"}})
     assert base == fingerprint({**cfg, "utility": {"name": "val_loglik", "device": "cuda"}})
+    moved = {"name": "wine", "root": "/elsewhere"}
+    assert base == fingerprint({**cfg, "dataset": moved, "utility": {"name": "val_loglik"}})
     assert base != fingerprint({**cfg, "utility": {"name": "val_accuracy", "device": "cpu"}})
     assert base != fingerprint({**cfg, "utility": {"name": "val_loglik"}, "seed": 1})
 
