@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from .chunks import one_thread, run_chunks
-from .convex import LbfgsResult, LogregObjective, lbfgs_logreg
+from .convex import LbfgsResult, LogregObjective, Preconditioner, lbfgs_logreg, nonzero_features
 from .models import ARCH_KEYS, MLP, build_model, check_fits
 from .types import check_masks
 
@@ -71,7 +71,8 @@ class ConvexSpec:
     tol: float = 1e-4
     max_iter: int = 500
     history: int = 10  # L-BFGS memory (scipy's default, as scikit-learn uses it)
-    warm_start: bool = False  # start from the full-data fit instead of zero
+    warm_start: bool = True  # start from the full-data fit instead of zero
+    precondition: bool = True  # L-BFGS in variables scaled by the Hessian at the start (see convex)
 
     def __post_init__(self) -> None:
         _check(self.C > 0, "C", self.C, "positive")
@@ -221,9 +222,13 @@ class Engine:
             self._template = template
         self.x = torch.as_tensor(np.asarray(x_train), dtype=self.dtype, device=self.device)
         self.y = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=self.device)
-        if self.convex:
-            self.objective = LogregObjective(self.x.flatten(1), self.y, self.n_classes)
+        if self.convex:  # all-zero features (constant, standardised) keep weight 0: left out
+            self.features = nonzero_features(self.x.flatten(1))
+            self.objective = LogregObjective(
+                self.x.flatten(1)[:, self.features], self.y, self.n_classes
+            )
             self._full_fit: torch.Tensor | None = None
+            self._preconditioner: Preconditioner | None = None
         self.stats = {"models": 0, "seconds": 0.0, "iterations": 0, "not_converged": 0}
 
     # ---- public -----------------------------------------------------------------------------
@@ -291,8 +296,8 @@ class Engine:
         if self.device.type == "cpu":  # one chunk per core, as even as the chunk cap allows
             workers = torch.get_num_threads()
             chunk = min(chunk, int(self.options.cpu_chunk), -(-len(masks) // workers))
-        if self.convex and self.spec.warm_start:
-            self._warm_start()  # once, before chunks run in parallel
+        if self.convex:
+            self._start()  # once, before chunks run in parallel
         out = np.empty((len(masks), len(x_eval), self.n_classes))
 
         def fit(a: int, b: int) -> np.ndarray:
@@ -328,20 +333,31 @@ class Engine:
         return self._network_chunk(masks_t, torch.as_tensor(keys, device=self.device), x_eval)
 
     # ---- logreg -----------------------------------------------------------------------------
-    def _solve(self, masks: torch.Tensor, theta0: torch.Tensor) -> LbfgsResult:
+    def _solve(self, masks: torch.Tensor, theta0: torch.Tensor, pre=None) -> LbfgsResult:
         spec = self.spec
         return lbfgs_logreg(
             self.objective, masks.to(self.dtype), spec.C, theta0, spec.tol, spec.max_iter,
-            spec.history,
+            spec.history, pre,
         )  # fmt: skip
+
+    def _shape(self, b: int) -> tuple[int, int, int]:
+        """Solver parameters of b models: (b, R, D), over the features kept, intercept last."""
+        return b, self.objective.n_rows, len(self.features) + 1
 
     def _warm_start(self) -> torch.Tensor:
         """The full-data fit (1, R, D), solved once."""
         if self._full_fit is None:
             full = torch.ones((1, len(self.y)), dtype=torch.bool, device=self.device)
-            shape = (1, self.objective.n_rows, self.x[0].numel() + 1)
-            self._full_fit = self._solve(full, self.x.new_zeros(shape)).theta
+            self._full_fit = self._solve(full, self.x.new_zeros(self._shape(1))).theta
         return self._full_fit
+
+    def _start(self) -> tuple[torch.Tensor, Preconditioner | None]:
+        """The starting point (1, R, D) of every submodel and the preconditioner (built once, at
+        that point), before chunks run in parallel."""
+        theta0 = self._warm_start() if self.spec.warm_start else self.x.new_zeros(self._shape(1))
+        if self.spec.precondition and self._preconditioner is None:
+            self._preconditioner = Preconditioner(self.objective, theta0[0])
+        return theta0, self._preconditioner
 
     def _convex_chunk(self, masks: torch.Tensor, x_eval: torch.Tensor) -> np.ndarray:
         theta = self._train_convex(masks)
@@ -351,15 +367,15 @@ class Engine:
 
     def _train_convex(self, masks: torch.Tensor) -> torch.Tensor:
         """Fitted parameters theta (b, R, d + 1), intercept last (R = K, or 1 for two classes)."""
-        shape = (len(masks), self.objective.n_rows, self.x[0].numel() + 1)
-        theta0 = (
-            self._warm_start().expand(shape) if self.spec.warm_start else self.x.new_zeros(shape)
-        )
-        result = self._solve(masks, theta0)
+        theta0, pre = self._start()
+        result = self._solve(masks, theta0.expand(self._shape(len(masks))), pre)
         with self._lock:
             self.stats["iterations"] += int(result.n_iter.sum())
             self.stats["not_converged"] += int((~result.converged).sum())
-        return result.theta
+        theta = result.theta.new_zeros((len(masks), self.objective.n_rows, self.x[0].numel() + 1))
+        theta[..., self.features] = result.theta[..., :-1]  # left-out features: weight 0
+        theta[..., -1] = result.theta[..., -1]
+        return theta
 
     # ---- networks ---------------------------------------------------------------------------
     def _forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:

@@ -62,13 +62,14 @@ def _sync(device: torch.device) -> None:
 def engine_flops(game: EngineUtility, n_models: int, n_eval: int, count_from: int) -> float:
     """Matmul/conv FLOPs the engine spent on `n_models` submodels.
 
-    logreg: the L-BFGS objective evaluations counted since `count_from` (2 matmuls each);
+    logreg: the matmul FLOPs the L-BFGS objective (2 matmuls per evaluation) and its preconditioner
+    counted since `count_from`;
     networks: FLOPs of one training step (forward + backward) and of the predictions, counted by
     torch's FlopCounterMode on one model, times steps and models.
     """
     engine = game.engine
     if engine.convex:
-        return (engine.objective.n_evals - count_from) * engine.objective.flops_per_eval
+        return engine.objective.flops - count_from
     model = engine.new_model(0).to(engine.device)
     batch = torch.zeros((engine.spec.batch_size, *engine.input_shape), device=engine.device)
     with FlopCounterMode(display=False) as counter:
@@ -95,7 +96,7 @@ def bench_engine(args: argparse.Namespace) -> list[dict]:
     engine.fit_predict(masks[: min(len(masks), 32)], x_eval)  # warm-up: library start-up, buffers
     seconds, probs, flops = float("inf"), None, 0.0
     for _ in range(args.repeats):
-        counted = engine.objective.n_evals if engine.convex else 0
+        counted = engine.objective.flops if engine.convex else 0
         engine.stats.update(iterations=0, not_converged=0)
         t0, cpu0 = time.perf_counter(), time.process_time()
         out = engine.fit_predict(masks, x_eval)

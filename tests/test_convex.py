@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from valbench.convex import CurvatureMemory, LogregObjective, lbfgs_logreg
+from valbench.convex import (
+    CurvatureMemory,
+    LogregObjective,
+    Preconditioner,
+    lbfgs_logreg,
+    nonzero_features,
+)
 
 
 def test_objective_and_gradient_match_autograd():
@@ -90,3 +96,39 @@ def test_lbfgs_reaches_the_tolerance_and_counts_iterations():
     assert torch.all(result.n_iter > 0)
     capped = lbfgs_logreg(objective, masks.double(), 1.0, torch.zeros(6, 4, 6).double(), 1e-8, 3)
     assert torch.all(capped.n_iter == 3) and not capped.converged.any()
+
+
+def test_all_zero_features_are_left_out_without_changing_the_fit():
+    """An all-zero column keeps weight 0 on every L-BFGS iterate: the fit without it is the same."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(60, 4, generator=gen, dtype=torch.float64)
+    padded = torch.cat([torch.zeros(60, 1, dtype=torch.float64), x, torch.zeros(60, 2).double()], 1)
+    assert nonzero_features(padded).tolist() == [1, 2, 3, 4]
+    y = torch.randint(0, 3, (60,), generator=gen)
+    masks = (torch.rand(4, 60, generator=gen) < 0.7).double()
+    full = lbfgs_logreg(LogregObjective(padded, y, 3), masks, 1.0, torch.zeros(4, 3, 8).double())
+    kept = lbfgs_logreg(LogregObjective(x, y, 3), masks, 1.0, torch.zeros(4, 3, 5).double())
+    assert torch.all(full.theta[..., [0, 5, 6]] == 0)
+    assert torch.allclose(full.theta[..., [1, 2, 3, 4, 7]], kept.theta, atol=1e-10)
+    assert torch.equal(full.n_iter, kept.n_iter)
+
+
+def test_preconditioned_lbfgs_stops_on_the_gradient_in_theta_at_the_same_optimum():
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(80, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (80,), generator=gen)
+    masks = torch.rand(6, 80, generator=gen) < 0.6
+    objective = LogregObjective(x, y, 4)
+    start = lbfgs_logreg(objective, torch.ones(1, 80).double(), 1.0, torch.zeros(1, 4, 6).double())
+    pre = Preconditioner(objective, start.theta[0])
+    theta0 = start.theta.expand(6, 4, 6)
+    plain = lbfgs_logreg(objective, masks.double(), 1.0, torch.zeros(6, 4, 6).double(), tol=1e-9)
+    fast = lbfgs_logreg(objective, masks.double(), 1.0, theta0, 1e-9, preconditioner=pre)
+    sizes = masks.sum(1).double()
+    _, grad = objective(fast.theta, masks / sizes[:, None], 1 / sizes)
+    assert fast.converged.all() and grad.abs().amax((1, 2)).max() <= 1e-9
+    # fewer iterations is a property of real data (digits: ~11 vs ~28), not of random labels
+    logits = lambda t: objective.logits(t, objective.xt)  # noqa: E731  (intercepts: up to a shift)
+    assert torch.allclose(
+        torch.softmax(logits(fast.theta), 0), torch.softmax(logits(plain.theta), 0), atol=1e-7
+    )
