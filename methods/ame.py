@@ -29,6 +29,8 @@ about info["threshold"] (lambda in value units: exact for an orthogonal design).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 from scipy.special import expit, logit
 
@@ -186,7 +188,35 @@ def _check_probability(p, name: str, method: str) -> float:
     return float(p)
 
 
-class AME:
+class _RandomizedExperiment(ABC):
+    """What AME and AME-SV share: a design (set by the subclass), its samples, the estimator."""
+
+    name = "ame"
+
+    @abstractmethod
+    def design(self):
+        """The sampling design: draw(u) -> p, features(masks, p), basis(p), scale."""
+
+    def samples(self, n_players: int, seed: int) -> np.ndarray:
+        """The coalitions (budget, n_players) this method evaluates: what a shard trains."""
+        m = check_budget(self.budget, MIN_SAMPLES_PER_FOLD * self.cv_folds, self.name)
+        return draw_samples(self.design(), seed, m, n_players)[1]
+
+    def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
+        return fit_ame(
+            game,
+            seed,
+            self.budget,
+            self.design(),
+            self.cv_folds,
+            self.cv_rule,
+            self.knockoffs,
+            self.fdr,
+            self.name,
+        )
+
+
+class AME(_RandomizedExperiment):
     """AME-LASSO over P = uniform on `p_grid`, or Uniform[lo, hi] when `p_range` is set (it then
     replaces the grid). `knockoffs` ('none' | 'knockoff' | 'knockoff+') adds a selection at FDR `fdr`.
     Minimum budget: 10 * cv_folds evaluations."""
@@ -216,28 +246,12 @@ class AME:
             raise ValueError("ame: give p_grid (a list of probabilities) or p_range ([lo, hi])")
         return GridDesign(sorted({_check_probability(p, "p_grid", "ame") for p in self.p_grid}))
 
-    def samples(self, n_players: int, seed: int) -> np.ndarray:
-        """The coalitions (budget, n_players) this method evaluates: what a shard trains."""
-        m = check_budget(self.budget, MIN_SAMPLES_PER_FOLD * self.cv_folds, "ame")
-        return draw_samples(self.design(), seed, m, n_players)[1]
 
-    def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
-        return fit_ame(
-            game,
-            seed,
-            self.budget,
-            self.design(),
-            self.cv_folds,
-            self.cv_rule,
-            self.knockoffs,
-            self.fdr,
-            "ame",
-        )
-
-
-class AMESV:
+class AMESV(_RandomizedExperiment):
     """AME-SV: AME-LASSO whose target is the Shapley value averaged over p in [eps, 1 - eps].
     Minimum budget: 10 * cv_folds evaluations."""
+
+    name = "ame_sv"
 
     def __init__(
         self,
@@ -255,21 +269,3 @@ class AMESV:
         if not (isinstance(self.eps, (int, float)) and 0 < self.eps < 0.5):
             raise ValueError(f"ame_sv: eps must lie in (0, 0.5), got {self.eps!r}")
         return ShapleyDesign(float(self.eps))
-
-    def samples(self, n_players: int, seed: int) -> np.ndarray:
-        """The coalitions (budget, n_players) this method evaluates: what a shard trains."""
-        m = check_budget(self.budget, MIN_SAMPLES_PER_FOLD * self.cv_folds, "ame_sv")
-        return draw_samples(self.design(), seed, m, n_players)[1]
-
-    def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
-        return fit_ame(
-            game,
-            seed,
-            self.budget,
-            self.design(),
-            self.cv_folds,
-            self.cv_rule,
-            self.knockoffs,
-            self.fdr,
-            "ame_sv",
-        )
