@@ -4,6 +4,7 @@ valbench-report collect multirun/quickstart -o report/results     # report/resul
 valbench-report table report/results.parquet [--latex] [-o report/table]
 valbench-report plot report/results.parquet [-o report/figures]
 valbench-report check --baseline results/baselines/ci.csv [--update]
+valbench-report sv-error multirun/ame_paper_mnist_sv multirun/ame_paper_mnist_sv_reference [-o DIR]
 
 `table` and `plot` also take record folders instead of a collected file.
 """
@@ -180,6 +181,33 @@ def _cmd_check(args) -> int:
     )
 
 
+def _cmd_sv_error(args) -> int:
+    from .style import paper_style
+    from .sv_error import error_figure, error_table, summarize_errors, to_markdown
+
+    frame = load_table(args.sources)
+    table = error_table(frame, args.reference)
+    summary = summarize_errors(table)
+    markdown = to_markdown(summary)
+    print(markdown)
+    source = Path(args.sources[0])
+    out = Path(args.output or (source.parent if source.is_file() else source) / "sv_error")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "sv_error_jobs.csv", out / "sv_error.csv", out / "sv_error.md"]
+    table.to_csv(paths[0], index=False)
+    summary.to_csv(paths[1], index=False)
+    paths[2].write_text(markdown + "\n")
+    with paper_style():
+        fig = error_figure(summary, args.width)
+        for suffix in (".png", ".pdf"):
+            fig.savefig(out / f"sv_error{suffix}")
+            paths.append(out / f"sv_error{suffix}")
+    print(f"{len(table)} jobs against {table['reference'].nunique()} reference job(s) ->")
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from .check import EVALS_FACTOR, QUALITY_TOLERANCE, TIME_FACTOR
 
@@ -243,6 +271,24 @@ def _parser() -> argparse.ArgumentParser:
         help="largest allowed ratio of mean seconds to max(baseline, 1 s) (default %(default)s)",
     )
     p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser(
+        "sv-error",
+        help="error of Shapley estimates vs. a reference job, by budget (table and figure)",
+        description="Relative L2 error ||v - v_ref|| / ||v_ref|| and Spearman of every job against "
+        "the reference job of its seed and problem (see valbench.sv_error); writes DIR/sv_error_jobs.csv, "
+        "DIR/sv_error.{csv,md} (mean ± 95% CI over seeds per method x budget) and DIR/sv_error.{png,pdf}.",
+    )
+    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    p.add_argument(
+        "--reference",
+        help="the reference method (default: the records' sv_reference key, else sv_reference)",
+    )
+    p.add_argument(
+        "-o", "--output", help="folder for the tables and figure (default: SOURCE/sv_error)"
+    )
+    p.add_argument("--width", choices=("auto", "single", "double"), default="auto")
+    p.set_defaults(func=_cmd_sv_error)
     return parser
 
 

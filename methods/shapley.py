@@ -134,6 +134,32 @@ class MonteCarloShapley:
         return permutation_semivalue(game, self.budget, seed, "mc_shapley")
 
 
+class ReferenceShapley(MonteCarloShapley):
+    """Monte Carlo Shapley on a permutation stream of its own, for a large-budget reference.
+
+    MC and TMC Shapley both draw their permutations from rng_for(seed), and a larger budget extends
+    a smaller one's permutations; a reference run with the same seed would contain the estimates'
+    permutations and understate their error. This one draws from rng_for(seed + seed_offset): the
+    same problem (the run's seed still fixes the data), permutations independent of every swept
+    seed below `seed_offset`.
+    """
+
+    def __init__(self, budget: int = 320_000, seed_offset: int = 1_000_000) -> None:
+        super().__init__(budget)
+        self.seed_offset = seed_offset
+
+    def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
+        if not isinstance(self.seed_offset, int) or self.seed_offset <= 0:
+            raise ValueError(
+                f"sv_reference: seed_offset must be a positive integer, got {self.seed_offset!r}"
+            )
+        valuation = permutation_semivalue(
+            game, self.budget, seed + self.seed_offset, "sv_reference"
+        )
+        valuation.info.update(seed_offset=self.seed_offset)
+        return valuation
+
+
 class BetaShapley:
     """Beta(alpha, beta)-Shapley (Kwon & Zou 2022) by permutation sampling with reweighting.
 
