@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .engine import draw_positions
+from .randomness import draw_positions
 
 Params = dict[str, torch.Tensor]
 

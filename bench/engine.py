@@ -24,13 +24,11 @@ retried at half size, and on CPU one chunk per core runs at a time.
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -40,77 +38,12 @@ from torch.func import functional_call, stack_module_state, vmap
 from .chunks import one_thread, run_chunks
 from .convex import LbfgsResult, LogregObjective, Preconditioner, lbfgs_logreg, nonzero_features
 from .models import ARCH_KEYS, MLP, build_model, check_fits
+from .randomness import draw_positions, mask_keys
+from .specs import DTYPES, ConvexSpec, NetworkSpec, Options, keys_of
 from .types import check_masks
 
 log = logging.getLogger(__name__)
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_M32 = 0xFFFFFFFF
 SMALL_STEP_FLOPS = 5e7  # a chunk step below this runs on one CPU thread
-
-
-@dataclass(frozen=True)
-class Options:
-    """Where and how precisely the engine computes (keys of every conf/model/*.yaml)."""
-
-    dtype: str = "float32"  # float32 | float64
-    tf32: bool = False  # CUDA only: TF32 matmuls and convolutions
-    memory_mb: float = 2048  # memory budget of one chunk of submodels
-    cpu_chunk: int = 256  # CPU only: at most this many submodels per chunk (cache-sized is fastest)
-
-    def __post_init__(self) -> None:
-        _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
-        _check(self.memory_mb > 0, "memory_mb", self.memory_mb, "a positive number of MiB")
-        _check(int(self.cpu_chunk) >= 1, "cpu_chunk", self.cpu_chunk, "an integer >= 1")
-
-
-@dataclass(frozen=True)
-class ConvexSpec:
-    """logreg: scikit-learn's objective, solved by batched L-BFGS to max |gradient| <= tol."""
-
-    C: float = 1.0
-    tol: float = 1e-4
-    max_iter: int = 500
-    history: int = 10  # L-BFGS memory (scipy's default, as scikit-learn uses it)
-    warm_start: bool = True  # start from the full-data fit instead of zero
-    precondition: bool = True  # L-BFGS in variables scaled by the Hessian at the start (see convex)
-
-    def __post_init__(self) -> None:
-        _check(self.C > 0, "C", self.C, "positive")
-        _check(self.tol > 0, "tol", self.tol, "positive")
-        _check(int(self.max_iter) >= 1, "max_iter", self.max_iter, "an integer >= 1")
-        _check(int(self.history) >= 1, "history", self.history, "an integer >= 1")
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """mlp, cnn, resnet9: `steps` minibatch steps of `optimizer` per submodel."""
-
-    optimizer: str = "adam"  # adam | sgd
-    lr: float = 1e-3
-    momentum: float = 0.0  # sgd only
-    weight_decay: float = 0.0
-    steps: int = 500
-    batch_size: int = 64
-    path: str = "auto"  # auto (fast for MLPs, else generic) | fast | generic
-    bf16: bool = False  # CUDA only: bfloat16 autocast of forward and backward
-
-    def __post_init__(self) -> None:
-        _check(self.optimizer in ("adam", "sgd"), "optimizer", self.optimizer, "adam or sgd")
-        _check(self.lr > 0, "lr", self.lr, "positive")
-        _check(self.momentum >= 0 and self.weight_decay >= 0, "momentum/weight_decay",
-               (self.momentum, self.weight_decay), ">= 0")  # fmt: skip
-        _check(int(self.steps) >= 1, "steps", self.steps, "an integer >= 1")
-        _check(int(self.batch_size) >= 1, "batch_size", self.batch_size, "an integer >= 1")
-        _check(self.path in ("auto", "fast", "generic"), "path", self.path, "auto, fast or generic")
-
-
-def _check(ok: bool, key: str, value, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"model.{key}={value!r} is not allowed; it must be {allowed}")
-
-
-def _keys(cls) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -144,37 +77,6 @@ def check_weights(weights, n: int) -> np.ndarray:
     return np.ascontiguousarray(weights)
 
 
-def mask_keys(masks: np.ndarray, seed: int) -> np.ndarray:
-    """A 63-bit key per mask (or weight row), a hash of (seed, row): the seed of that submodel's
-    randomness."""
-    head = int(seed).to_bytes(8, "little")
-    rows = (np.packbits(m) if m.dtype == bool else m for m in masks)
-    digests = (hashlib.blake2b(head + r.tobytes(), digest_size=8).digest() for r in rows)
-    return np.array([int.from_bytes(d, "little") >> 1 for d in digests], dtype=np.int64)
-
-
-def _mul32(h: torch.Tensor, c: int) -> torch.Tensor:
-    """(h * c) mod 2^32 for 0 <= h < 2^32, in 16-bit halves so int64 never overflows."""
-    return (h * (c & 0xFFFF) + (((h * (c >> 16)) & 0xFFFF) << 16)) & _M32
-
-
-def _mix32(h: torch.Tensor) -> torch.Tensor:
-    """The `lowbias32` integer hash (C. Wellons, 2018) on values in [0, 2^32)."""
-    h = _mul32(h ^ (h >> 16), 0x7FEB352D)
-    h = _mul32(h ^ (h >> 15), 0x846CA68B)
-    return h ^ (h >> 16)
-
-
-def draw_positions(keys: torch.Tensor, step: int, size: int, sizes: torch.Tensor) -> torch.Tensor:
-    """Positions (B, size), uniform in [0, sizes_b): a counter-based hash of (key_b, step, slot),
-    so the same numbers come out on any device and in any chunk."""
-    base = _mix32(_mix32(keys >> 32) ^ (keys & _M32))
-    base = _mix32(base ^ (step & _M32))
-    slots = torch.arange(size, device=keys.device) * 0x9E3779B9
-    h = _mix32((base[:, None] + slots) & _M32)
-    return (h * sizes[:, None]) >> 32
-
-
 class Engine:
     """Trains one submodel per mask and predicts class probabilities; see the module docstring.
 
@@ -197,14 +99,14 @@ class Engine:
             raise ValueError(f"unknown model {self.name!r}; available: {', '.join(ARCH_KEYS)}")
         self.convex = self.name == "logreg"
         spec_cls = ConvexSpec if self.convex else NetworkSpec
-        allowed = (*ARCH_KEYS[self.name], *_keys(spec_cls), *_keys(Options))
+        allowed = (*ARCH_KEYS[self.name], *keys_of(spec_cls), *keys_of(Options))
         unknown = sorted(set(cfg) - set(allowed))
         if unknown:
             raise ValueError(
                 f"model {self.name!r} has no key(s) {unknown}; its keys: {sorted(allowed)}"
             )
-        self.spec = spec_cls(**{k: cfg[k] for k in _keys(spec_cls) if k in cfg})
-        self.options = Options(**{k: cfg[k] for k in _keys(Options) if k in cfg})
+        self.spec = spec_cls(**{k: cfg[k] for k in keys_of(spec_cls) if k in cfg})
+        self.options = Options(**{k: cfg[k] for k in keys_of(Options) if k in cfg})
         self.arch = {k: cfg[k] for k in ARCH_KEYS[self.name] if k in cfg}
         self.device, self.dtype = resolve_device(device), DTYPES[self.options.dtype]
         self.seed, self.n_classes = int(seed), int(n_classes)

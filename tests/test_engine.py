@@ -10,8 +10,9 @@ import torch
 
 from valbench.chunks import one_thread
 from valbench.datasets import prepare
-from valbench.engine import Engine, draw_positions, mask_keys, resolve_device
+from valbench.engine import Engine, resolve_device
 from valbench.problem import load_problem
+from valbench.randomness import draw_positions, mask_keys
 from valbench.types import evaluate
 from valbench.utility import EngineUtility, SklearnUtility
 
