@@ -85,8 +85,12 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
     m = `budget_for(c, k, n)` (raised to the method's minimum where it is below it), on one game:
     each larger budget starts with the smaller one's samples, so its trainings are reused and the
     largest budget's submodels are trained once. Each point writes job_dir/c=C/ (a budget raised to
-    the minimum gets C = m / (k log2 n)) with `budget_c` = C in its config; its `seconds` add the training time of the reused evaluations, so they
-    are what a fresh run at that budget costs. Methods without a budget write one record as usual.
+    the minimum gets C = m / (k log2 n)) with `budget_c` = C in its config; its `seconds` add the
+    training time of the reused evaluations, so they are what a fresh run at that budget costs.
+    Methods without a budget write one record as usual.
+
+    With `evals.dir` the game's evaluations persist in a store there (bench/shards.py), and with
+    `evals.shard` the job only trains its shard of the method's samples and records status "shard".
     """
     from hydra.utils import instantiate
 

@@ -2,10 +2,9 @@
 
 With `evals.dir` set, a run's utility keeps its evaluations in an `EvalStore` under that folder
 (bench/evalstore.py). With `evals.shard=i` and `evals.n_shards=M` a job trains only shard i of M
-of its method's samples
-(rows i * B / M to (i + 1) * B / M of `method.samples(n, seed)`, in blocks of `evals.block`, each
-block written to the store before the next starts), so M jobs on M machines train one experiment
-between them and a killed shard resumes where it stopped. A later job with `evals.train=false`
+of its method's samples (rows i B / M to (i + 1) B / M of `method.samples(n, seed)`, in blocks of
+`evals.block`, each block written to the store before the next starts), so M jobs on M machines
+train one experiment between them and a killed shard resumes where it stopped. A later job with `evals.train=false`
 values the data from whatever shards exist: AME leaves out the samples that have no evaluation.
 """
 
@@ -42,7 +41,7 @@ def check_evals(evals: dict) -> tuple[int, int] | None:
     return None if shard is None else (shard, n_shards)
 
 
-def attach_store(game, config: dict, evals: dict, job_dir: Path) -> EvalStore:
+def attach_store(game, config: dict, evals: dict, job_dir: Path) -> None:
     """Keep `game`'s evaluations in the store of `evals.dir`: shard jobs write
     shard-IIII-of-MMMM, other jobs a file named by their folder."""
     if not hasattr(game, "persist"):
@@ -54,10 +53,9 @@ def attach_store(game, config: dict, evals: dict, job_dir: Path) -> EvalStore:
     else:
         name = "job-" + hashlib.sha1(str(Path(job_dir).resolve()).encode()).hexdigest()[:12]
     game.persist(store, name, train=evals.get("train", True))
-    return store
 
 
-def train_shard(method, game, seed: int, shard: tuple[int, int], block: int, bar=None) -> int:
+def train_shard(method, game, seed: int, shard: tuple[int, int], block: int) -> int:
     """Evaluate shard `shard` = (i, M) of `method.samples(n, seed)` on `game`, `block` rows at a
     time (each stored before the next); returns the number of samples in the shard."""
     if not hasattr(method, "samples"):

@@ -62,8 +62,9 @@ def score_probs(
 class Utility(ABC):
     """A Game whose value of a coalition S is the score of a model trained on S.
 
-    Values are (B, Q) for the per-query metrics (query_prob, query_margin), else (B,). Evaluations are cached
-    by mask (so nested budgets with one seed reuse trainings); `n_evals` counts trainings done.
+    Values are (B, Q) for the per-query metrics (query_prob, query_margin), else (B,). Evaluations
+    are cached by mask (so nested budgets with one seed reuse trainings); `n_evals` counts trainings
+    done.
     """
 
     def __init__(
