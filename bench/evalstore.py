@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import as_stored, write_atomic
+from .store import as_stored, flatten, write_atomic
 
 SUFFIX = ".evals.npz"
 PROBLEM_KEYS = ("dataset", "corruption", "model", "utility", "seed")
@@ -29,14 +29,16 @@ PROBLEM_KEYS = ("dataset", "corruption", "model", "utility", "seed")
 NOT_PROBLEM_KEYS = ("device", "root", "download", "memory_mb", "cpu_chunk")
 
 
+def defines_problem(key: str) -> bool:
+    """Whether a flattened config key (`model.steps`, `seed`) fixes the game: it lies under
+    PROBLEM_KEYS and is not one of their NOT_PROBLEM_KEYS."""
+    group, *rest = key.split(".")
+    return group in PROBLEM_KEYS and not (rest and rest[0] in NOT_PROBLEM_KEYS)
+
+
 def fingerprint(config: dict) -> str:
-    """SHA-256 of the parts of a run config (`config[k]` for k in PROBLEM_KEYS) that fix the game."""
-    parts = {}
-    for key in PROBLEM_KEYS:
-        value = config.get(key)
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in NOT_PROBLEM_KEYS}
-        parts[key] = as_stored(value)
+    """SHA-256 of the keys of a (nested) run config that fix the game (`defines_problem`)."""
+    parts = {k: v for k, v in flatten(as_stored(config)).items() if defines_problem(k)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -4,7 +4,8 @@ Where the exact Shapley value is out of reach (n = 1000), each estimate is compa
 job: by default `method=sv_reference` (Monte Carlo Shapley at a large budget on a permutation stream
 of its own), the method a sweep names in its top-level config key `sv_reference`. A job's reference
 is the reference job with the same seed (the seed fixes the data split and the planted points) and
-the same config outside `method.*` (dataset, corruption, model, utility; run-only keys aside).
+the same dataset, corruption, model and utility configs (where and how it runs aside: see
+`evalstore.defines_problem`).
 
 Per job, with v its values and r the reference's (flattened when (Q, n)):
 
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from .evalstore import defines_problem
 from .store import read_arrays
 from .style import method_colour, new_figure
 from .tables import ci95, ok_jobs, setting_label
@@ -37,18 +39,6 @@ log = logging.getLogger(__name__)
 REFERENCE_KEY = "config.sv_reference"
 DEFAULT_REFERENCE = "sv_reference"
 BUDGET = "config.method.budget"
-# Config keys that do not define the problem: a reference may differ from its estimates in these
-# (and in every key under these prefixes: the method's own, the evaluation store's).
-RUN_ONLY_PREFIXES = ("config.method.", "config.evals.")
-RUN_ONLY_KEYS = (
-    "config.name",
-    "config.progress",
-    "config.budget_c",
-    "config.sv_reference",
-    "config.utility.device",
-    "config.model.memory_mb",
-    "config.model.cpu_chunk",
-)
 ERROR_KEYS = ("rel_l2", "rel_l2_debiased", "spearman")
 
 
@@ -91,13 +81,10 @@ def reference_method(jobs: pd.DataFrame, reference: str | None = None) -> str:
 
 
 def problem_columns(frame: pd.DataFrame) -> list[str]:
-    """The config columns that define a job's problem: all but RUN_ONLY_PREFIXES and RUN_ONLY_KEYS."""
+    """The config columns that define a job's problem, as the evaluation store fingerprints it
+    (`defines_problem`): a reference may differ from its estimates in everything else."""
     return sorted(
-        c
-        for c in frame
-        if c.startswith("config.")
-        and not c.startswith(RUN_ONLY_PREFIXES)
-        and c not in RUN_ONLY_KEYS
+        c for c in frame if c.startswith("config.") and defines_problem(c.removeprefix("config."))
     )
 
 

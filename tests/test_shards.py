@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from valbench.datasets import prepare
-from valbench.evalstore import EvalStore, fingerprint
+from valbench.evalstore import EvalStore, defines_problem, fingerprint
 from valbench.problem import compose, make_utility
 from valbench.runner import run_job
 from valbench.store import read_arrays
@@ -49,6 +49,9 @@ def test_fingerprint_ignores_where_a_problem_runs_and_nothing_else():
     assert base == fingerprint({**cfg, "dataset": moved, "utility": {"name": "val_loglik"}})
     assert base != fingerprint({**cfg, "utility": {"name": "val_accuracy", "device": "cpu"}})
     assert base != fingerprint({**cfg, "utility": {"name": "val_loglik"}, "seed": 1})
+    assert defines_problem("seed") and defines_problem("model.steps")
+    assert not defines_problem("dataset.root") and not defines_problem("method.budget")
+    assert not defines_problem("evals.dir") and not defines_problem("budget_c")
 
 
 def test_a_persisted_utility_resumes_without_retraining(tmp_path):
