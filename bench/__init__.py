@@ -10,9 +10,21 @@ from __future__ import annotations
 
 from valbench.datasets import Split, Truth
 
-from .problem import build_problem, load_problem, make_method
 from .score import score
 from .types import Game, Method, Problem, Valuation, evaluate
+
+_PROBLEM = ("build_problem", "load_problem", "make_method")
+
+
+def __getattr__(name: str):
+    """The problem builders load on first use (they import torch), so `import valbench.report` and
+    `import valbench.store` stay light."""
+    if name in _PROBLEM:
+        from . import problem
+
+        return getattr(problem, name)
+    raise AttributeError(f"module 'valbench' has no attribute {name!r}")
+
 
 __all__ = [
     "Game",

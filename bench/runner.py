@@ -20,11 +20,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .machine import device_name, versions
+from .engine.device import device_name, versions
 from .problem import build_problem
 from .score import METRIC_KEYS, score
-from .shards import attach_store, check_evals, train_shard
-from .store import (
+from .store.keys import NOT_RESULT_KEYS
+from .store.records import (
     RECORD_NAME,
     SCHEMA_VERSION,
     as_stored,
@@ -34,13 +34,10 @@ from .store import (
     write_arrays,
     write_record,
 )
+from .store.shards import attach_store, check_evals, train_shard
 from .types import BudgetTooSmall
 
 log = logging.getLogger("valbench")
-
-
-# Config keys that do not change a job's result: a rerun that differs only in them skips the job.
-NOT_RESULT_KEYS = ("progress",)
 
 
 def _result_config(config: dict) -> dict:
@@ -89,7 +86,7 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
     training time of the reused evaluations, so they are what a fresh run at that budget costs.
     Methods without a budget write one record as usual.
 
-    With `evals.dir` the game's evaluations persist in a store there (bench/shards.py), and with
+    With `evals.dir` the game's evaluations persist in a store there (bench/store/shards.py), and with
     `evals.shard` the job only trains its shard of the method's samples and records status "shard".
     """
     from hydra.utils import instantiate

@@ -4,7 +4,7 @@
 progress, the constant predictor for coalitions with fewer than two classes, and the scores
 (validation accuracy / log-likelihood, per-query target probability / margin). A backend only
 implements `_predict_proba(masks, x_eval) -> (B, m, K)`. `EngineUtility` trains its submodels in
-batches through bench/engine.py; `SklearnUtility` is the plain per-mask scikit-learn reference that
+batches through bench/engine/engine.py; `SklearnUtility` is the plain per-mask scikit-learn reference that
 the engine is tested against.
 """
 
@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 
 from valbench.datasets import Split, Truth
 
-from .engine import Engine
-from .evalstore import EvalStore
-from .models import IMAGE_MODELS
+from .engine.engine import Engine
+from .engine.models import IMAGE_MODELS
+from .store.evals import EvalStore
 from .types import check_masks
 
 METRICS = ("val_accuracy", "val_loglik", "query_prob", "query_margin", "query_accuracy")

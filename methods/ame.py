@@ -111,7 +111,7 @@ class ShapleyDesign:
 def draw_samples(design, seed: int, m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The m sampled (p_j, S_j): p_j ~ P, then S_j ~ Bernoulli(p_j)^n; the first rows of a larger m
     are the rows of a smaller one (same seed), so budgets nest and shards of them can be trained
-    anywhere (bench/evalstore.py)."""
+    anywhere (bench/store/evals.py)."""
     p = design.draw(rng_for(seed, 0).random(m))
     return p, bernoulli_masks(rng_for(seed, 1), p, n)
 

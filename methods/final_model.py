@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from valbench.engine import Engine
-from valbench.models import ARCH_KEYS, IMAGE_MODELS, MLP
+from valbench.engine.engine import Engine
+from valbench.engine.models import ARCH_KEYS, IMAGE_MODELS, MLP
 from valbench.types import Problem
 
 DTYPE = torch.float64

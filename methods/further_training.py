@@ -11,7 +11,7 @@ same seed (the same minibatches), with point i left out (weight 0) or down-weigh
 alone (which theta_T carries), averaged over `seeds` minibatch orders; dividing by 1 - weight makes a
 down-weighting estimate the removal to first order. Positive: the point helps. L is the target's
 loss (methods/targets.py); `self` values are minus the point's effect on its own loss. All n + 1 runs
-of a seed are one warm-started batch of bench/continuation.py (plain SGD at `lr`, the final model's
+of a seed are one warm-started batch of bench/engine/continuation.py (plain SGD at `lr`, the final model's
 own L2 terms, `batch_size` shared minibatch positions; null: full-batch gradient descent), in float64.
 
 `steps` may list several T: one continuation is evaluated at each of them, and the values at the
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from valbench.continuation import continue_training, stacked_logits
+from valbench.engine.continuation import continue_training, stacked_logits
 from valbench.problem import make_method
 from valbench.types import Game, Problem, Valuation
 

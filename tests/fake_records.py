@@ -1,4 +1,4 @@
-"""A synthetic sweep written with bench/store.py, shaped like the runner's records.
+"""A synthetic sweep written with bench/store/records.py, shaped like the runner's records.
 
 Real data (wine, 30 training points, 10% flipped labels) so that the point-removal curves can rebuild
 each job's problem; made-up values whose quality is known by construction:
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from valbench import score
-from valbench.machine import versions
+from valbench.engine.device import versions
 from valbench.problem import build_problem, compose
-from valbench.store import SCHEMA_VERSION, flatten, write_arrays, write_record
+from valbench.store.records import SCHEMA_VERSION, flatten, write_arrays, write_record
 from valbench.types import Valuation
 
 OVERRIDES = ("dataset=wine", "dataset.n_train=30", "progress=false")

@@ -1,0 +1,11 @@
+"""valbench.engine: trains many submodels at once, one per subset mask.
+
+engine       the facade `Engine`: keys of a run, device and chunk planning, the two trainers
+convex       batched L-BFGS for the convex (logreg) models
+chunks       masks in chunks, on threads
+models       the network architectures and their shape checks
+specs        the frozen specs (convex / network / options) an Engine is built from
+randomness   per-mask seeds: the same mask gets the same positions wherever it is trained
+continuation further training of a trained model (the gold standard of methods/further_training)
+device       where a run happened (device, CPU model, package versions) for records; torch-free
+"""

@@ -1,0 +1,43 @@
+"""The agreement table of a sweep: every job's info["agreement"] (cosine and Spearman of each
+method's attributions with the further-training gold standard, see valbench.methods.agreement),
+mean ± std over seeds per (model, method, steps).
+
+    valbench-report agreement multirun/final_model_only
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def agreement_table(*dirs) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of every job's info["agreement"] under `dirs`, one row
+    per (model, method, steps)."""
+    rows = []
+    for path in find_records(*dirs):
+        record = read_record(path)
+        if not record or record.get("status") != "ok":
+            continue
+        for entry in (record.get("info") or {}).get("agreement", []):
+            rows.append({"model": record.get("model"), "seed": record.get("seed"), **entry})
+    if not rows:
+        raise FileNotFoundError(
+            f"no records with info['agreement'] under {', '.join(map(str, dirs))}"
+        )
+    frame = pd.DataFrame(rows)
+    table = frame.groupby(["model", "method", "steps"])[["cosine", "spearman"]].agg(["mean", "std"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    return table.reset_index()
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """The agreement table as Markdown, each metric as mean ± std over seeds."""
+    lines = ["| model | method | steps | cosine | Spearman |", "|---|---|---:|---:|---:|"]
+    for row in table.itertuples():
+        cells = [
+            f"{getattr(row, f'{m}_mean'):.3f} ± {np.nan_to_num(getattr(row, f'{m}_std')):.3f}"
+            for m in ("cosine", "spearman")
+        ]
+        lines.append(f"| {row.model} | {row.method} | {row.steps} | {' | '.join(cells)} |")
+    return "\n".join(lines)

@@ -1,0 +1,210 @@
+"""`valbench-report`: job records -> one tidy table -> summary tables, paper figures, the CI check.
+
+valbench-report collect multirun/quickstart -o report/results     # report/results.{parquet,csv}
+valbench-report table report/results.parquet [--latex] [-o report/table]
+valbench-report plot report/results.parquet [-o report/figures]
+valbench-report check --baseline results/baselines/ci.csv [--update]
+valbench-report sv-error multirun/ame_paper_mnist_sv multirun/ame_paper_mnist_sv_reference [-o DIR]
+valbench-report agreement multirun/final_model_only            # attributions vs further training
+
+`table` and `plot` also take record folders instead of a collected file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .collect import collect, load_table, report_failures, write_table
+from .tables import ok_jobs, summarize, to_latex, to_markdown
+
+
+def _cmd_collect(args) -> int:
+    frame = collect(*args.dirs)
+    paths = write_table(frame, args.output)
+    print(f"{len(frame)} records ({len(ok_jobs(frame))} ok) -> {paths[0]} and {paths[1]}")
+    return 0
+
+
+def _cmd_table(args) -> int:
+    frame = load_table(args.sources)
+    summary = summarize(frame)
+    markdown, latex = to_markdown(summary), to_latex(summary)
+    print(latex if args.latex else markdown)
+    report_failures(frame)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(markdown + "\n")
+        out.with_suffix(".tex").write_text(latex + "\n")
+        print(f"tables -> {out.with_suffix('.md')} and {out.with_suffix('.tex')}")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .plots import plot_all
+
+    frame = load_table(args.sources)
+    source = Path(args.sources[0])
+    out = Path(args.output or (source.parent if source.is_file() else source) / "figures")
+    paths = plot_all(frame, out, removal=not args.no_removal, width=args.width)
+    print(f"{len(paths)} figures in {out}:")
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from .check import run_check
+
+    return run_check(
+        baseline=Path(args.baseline),
+        update=args.update,
+        results=args.results,
+        sweep_dir=args.sweep_dir,
+        experiment=args.experiment,
+        tolerance=args.tolerance,
+        evals_factor=args.evals_factor,
+        time_factor=args.time_factor,
+    )
+
+
+def _cmd_sv_error(args) -> int:
+    from .style import paper_style
+    from .sv_error import error_figure, error_table, summarize_errors, to_markdown
+
+    frame = load_table(args.sources)
+    table = error_table(frame, args.reference)
+    summary = summarize_errors(table)
+    markdown = to_markdown(summary)
+    print(markdown)
+    source = Path(args.sources[0])
+    out = Path(args.output or (source.parent if source.is_file() else source) / "sv_error")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "sv_error_jobs.csv", out / "sv_error.csv", out / "sv_error.md"]
+    table.to_csv(paths[0], index=False)
+    summary.to_csv(paths[1], index=False)
+    paths[2].write_text(markdown + "\n")
+    with paper_style():
+        fig = error_figure(summary, args.width)
+        for suffix in (".png", ".pdf"):
+            fig.savefig(out / f"sv_error{suffix}")
+            paths.append(out / f"sv_error{suffix}")
+    print(f"{len(table)} jobs against {table['reference'].nunique()} reference job(s) ->")
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
+def _cmd_agreement(args) -> int:
+    from .agreement import agreement_table, to_markdown
+
+    print(to_markdown(agreement_table(*args.dirs)))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .check import EVALS_FACTOR, QUALITY_TOLERANCE, TIME_FACTOR
+
+    parser = argparse.ArgumentParser(
+        prog="valbench-report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("collect", help="job records -> one table (parquet and CSV)")
+    p.add_argument("dirs", nargs="+", help="sweep or job folders")
+    p.add_argument("-o", "--output", required=True, help="writes OUTPUT.parquet and OUTPUT.csv")
+    p.set_defaults(func=_cmd_collect)
+
+    p = sub.add_parser("table", help="mean ± std over seeds per method x setting")
+    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    p.add_argument("--latex", action="store_true", help="print LaTeX instead of Markdown")
+    p.add_argument("-o", "--output", help="also write OUTPUT.md and OUTPUT.tex")
+    p.set_defaults(func=_cmd_table)
+
+    p = sub.add_parser("plot", help="paper figures (PNG and PDF)")
+    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    p.add_argument("-o", "--output", help="folder for the figures (default: beside the table)")
+    p.add_argument("--width", choices=("auto", "single", "double"), default="auto")
+    p.add_argument(
+        "--no-removal", action="store_true", help="skip the point-removal curves (they retrain)"
+    )
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser(
+        "check",
+        help="run the CI sweep and compare it with a baseline",
+        description="Exit 0 when every method x setting passes, 1 on a regression, a baseline row the "
+        "sweep no longer makes, or a failed job; 2 on bad input. Rows the baseline lacks are NEW.",
+    )
+    p.add_argument("--baseline", required=True, help="e.g. results/baselines/ci.csv")
+    p.add_argument("--update", action="store_true", help="rewrite the baseline from this sweep")
+    p.add_argument("--results", nargs="+", help="compare these records/table; run no sweep")
+    p.add_argument(
+        "--sweep-dir",
+        help="run the sweep here and keep it (default: a temporary folder); a rerun there reuses "
+        "the finished jobs",
+    )
+    p.add_argument("--experiment", default="ci", help="the sweep: conf/experiment/NAME.yaml")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=QUALITY_TOLERANCE,
+        help="largest allowed drop of mean AUROC and AP (absolute; default %(default)s)",
+    )
+    p.add_argument(
+        "--evals-factor",
+        type=float,
+        default=EVALS_FACTOR,
+        help="largest allowed ratio of mean n_evals to the baseline (default %(default)s)",
+    )
+    p.add_argument(
+        "--time-factor",
+        type=float,
+        default=TIME_FACTOR,
+        help="largest allowed ratio of mean seconds to max(baseline, 1 s) (default %(default)s)",
+    )
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser(
+        "sv-error",
+        help="error of Shapley estimates vs. a reference job, by budget (table and figure)",
+        description="Relative L2 error ||v - v_ref|| / ||v_ref|| and Spearman of every job against "
+        "the reference job of its seed and problem (see valbench.report.sv_error); writes DIR/sv_error_jobs.csv, "
+        "DIR/sv_error.{csv,md} (mean ± 95% CI over seeds per method x budget) and DIR/sv_error.{png,pdf}.",
+    )
+    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    p.add_argument(
+        "--reference",
+        help="the reference method (default: the records' sv_reference key, else sv_reference)",
+    )
+    p.add_argument(
+        "-o", "--output", help="folder for the tables and figure (default: SOURCE/sv_error)"
+    )
+    p.add_argument("--width", choices=("auto", "single", "double"), default="auto")
+    p.set_defaults(func=_cmd_sv_error)
+
+    p = sub.add_parser(
+        "agreement", help="agreement of attributions with the further-training gold standard"
+    )
+    p.add_argument("dirs", nargs="+", help="folders of result records (e.g. a sweep's)")
+    p.set_defaults(func=_cmd_agreement)
+    return parser
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("valbench").setLevel(logging.INFO)
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"valbench-report: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Sweeps: reruns skip finished jobs, failing jobs record their error, a killed sweep completes on
+rerun with the same results, and the launcher configs compose (no Slurm needed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+
+from valbench.problem import compose
+from valbench.runner import finished_record
+from valbench.score import METRIC_KEYS
+from valbench.store.records import (
+    RECORD_NAME,
+    SCHEMA_VERSION,
+    read_arrays,
+    read_record,
+    remove_partial_writes,
+    write_record,
+)
+
+TINY = ["dataset=wine", "dataset.n_train=40", "progress=false"]
+
+
+def sweep(folder: Path, *overrides: str, background: bool = False):
+    cmd = [sys.executable, "-m", "valbench.runner", "-m", *overrides, f"hydra.sweep.dir={folder}"]
+    if background:
+        return subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+def records(folder: Path) -> dict[str, dict]:
+    return {p.parent.name: read_record(p) for p in sorted(folder.rglob(RECORD_NAME))}
+
+
+def test_a_killed_sweep_completes_on_rerun_with_the_same_results(tmp_path):
+    args = ["method=loo", "seed=0,1,2,3,4,5", *TINY]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = sweep(killed, *args, background=True)
+    deadline = time.monotonic() + 120
+    while not list(killed.rglob(RECORD_NAME)):
+        assert proc.poll() is None, "the sweep ended before it wrote a record"
+        assert time.monotonic() < deadline, "no record after 120 s"
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    before = records(killed)
+    assert 1 <= len(before) < 6, f"killed after {len(before)} of 6 jobs: not mid-way"
+    for name, record in before.items():  # whatever was written reads back whole
+        assert record is not None and record["status"] == "ok"
+        assert read_arrays(killed / name)["values"].shape == (40,)
+    written = {name: (killed / name / RECORD_NAME).read_bytes() for name in before}
+
+    log = sweep(killed, *args)
+    assert log.count("its record exists") == len(before)
+    sweep(clean, *args)
+    after, reference = records(killed), records(clean)
+    assert sorted(after) == sorted(reference) and len(after) == 6
+    assert not list(killed.rglob("*.tmp"))
+    for name, record in after.items():
+        if name in written:
+            assert (killed / name / RECORD_NAME).read_bytes() == written[name]  # skipped
+        assert record["status"] == "ok"
+        for key in (*METRIC_KEYS, "n_evals", "config"):
+            assert record[key] == reference[name][key], (name, key)
+        np.testing.assert_array_equal(
+            read_arrays(killed / name)["values"], read_arrays(clean / name)["values"]
+        )
+
+
+def test_a_failing_job_records_its_error_and_the_parallel_sweep_goes_on(tmp_path):
+    args = ["method=loo", "method.budget=5,null", "seed=0,1", *TINY]
+    sweep(tmp_path, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *args)
+    first = records(tmp_path)
+    assert len(first) == 4
+    for name, record in first.items():
+        if "method.budget=5" in name:
+            assert record["status"] == "error"
+            assert "budget 5 is below this method's minimum of 41" in record["error"]
+            assert "Traceback" in record["traceback"]
+        else:
+            assert record["status"] == "ok" and record["n_evals"] == 41
+
+    log = sweep(tmp_path, *args)  # the basic launcher finds the same job folders
+    assert log.count("its record exists") == 2
+    assert log.count("failed: BudgetTooSmall") == 2  # failed jobs are tried again
+    assert records(tmp_path).keys() == first.keys()
+
+
+def test_a_record_is_reused_only_with_the_same_config_and_schema(tmp_path):
+    config = {"seed": 0, "method.budget": None, "progress": True, "dataset.n_train": 40}
+    write_record(tmp_path, {"schema": SCHEMA_VERSION, "status": "ok", "config": config})
+    assert finished_record(tmp_path, config)["status"] == "ok"
+    assert finished_record(tmp_path, {**config, "progress": False}) is not None
+    assert finished_record(tmp_path, {**config, "dataset.n_train": 50}) is None
+    write_record(tmp_path, {"schema": SCHEMA_VERSION + 1, "status": "ok", "config": config})
+    assert finished_record(tmp_path, config) is None
+    write_record(tmp_path, {"schema": SCHEMA_VERSION, "status": "error", "config": config})
+    assert finished_record(tmp_path, config) is None
+    assert finished_record(tmp_path / "nothing", config) is None
+
+
+def test_partial_writes_of_a_killed_job_are_removed(tmp_path):
+    (tmp_path / ".result.json.x1.tmp").write_text('{"sch')
+    (tmp_path / ".valuation.npz.x2.tmp").write_bytes(b"PK")
+    (tmp_path / "result.json").write_text("{}")
+    removed = remove_partial_writes(tmp_path)
+    assert [p.name for p in removed] == [".result.json.x1.tmp", ".valuation.npz.x2.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target"),
+    [
+        ("parallel", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+        ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    ],
+)
+def test_launcher_configs_compose_and_build(launcher, target):
+    cfg = compose([f"hydra/launcher={launcher}", "experiment=ci"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == target
+    assert type(instantiate(cfg.hydra.launcher)).__name__ == target.rsplit(".", 1)[1]
+
+
+def test_slurm_launcher_settings_can_be_overridden():
+    cfg = compose(
+        ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1"],
+        return_hydra_config=True,
+    )
+    launcher = cfg.hydra.launcher
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 120)
+    assert launcher.submitit_folder == "multirun/default/.submitit/%j"
+
+
+def test_ci_experiment_is_a_small_fixed_seed_sweep():
+    cfg = compose(["experiment=ci"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert cfg.hydra.mode.name == "MULTIRUN" and cfg.name == "ci"
+    assert params.seed == "0,1,2"
+    assert set(params.method.split(",")) >= {"random", "loo"}
+    assert cfg.dataset.n_train <= 100
+    assert "progress" in cfg.hydra.job.config.override_dirname.exclude_keys
