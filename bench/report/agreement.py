@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..store.records import find_records, read_record
+
 
 def agreement_table(*dirs) -> pd.DataFrame:
     """Mean and standard deviation over seeds of every job's info["agreement"] under `dirs`, one row

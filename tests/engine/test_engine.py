@@ -118,7 +118,9 @@ def test_bad_masks(digits_split, masks, message):
     game = EngineUtility(digits_split, device="cpu", progress=False)
     with pytest.raises(ValueError, match=message):
         game(masks)
-    if masks.dtype == bool:  # the engine also takes sample weights: tests/engine/test_engine_weights.py
+    if (
+        masks.dtype == bool
+    ):  # the engine also takes sample weights: tests/engine/test_engine_weights.py
         with pytest.raises(ValueError, match=message):
             game.engine.fit_predict(masks, digits_split.x_val)
 

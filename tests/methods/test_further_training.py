@@ -14,6 +14,7 @@ from valbench.methods.further_training import FurtherTraining
 from valbench.methods.gradients import GradDot
 from valbench.problem import compose
 from valbench.report.agreement import agreement_table
+from valbench.report.cli import main as report_main
 from valbench.runner import run_job
 
 SMALL = ["dataset.n_train=100", "dataset.n_val=10", "dataset.n_test=40", "progress=false"]
@@ -84,7 +85,7 @@ def test_agreement_metrics():
         agreement(gold, gold[:2])
 
 
-def test_experiment_job_and_agreement_table(tmp_path):
+def test_experiment_job_and_agreement_table(tmp_path, capsys):
     cfg = compose(
         ["experiment=final_model_only", "dataset.n_train=40", "dataset.n_val=10",
          "method.steps=[1,5]", "progress=false"]
@@ -94,6 +95,8 @@ def test_experiment_job_and_agreement_table(tmp_path):
     table = agreement_table(tmp_path)
     assert set(table["steps"]) == {1, 5} and "grad_dot" in set(table["method"])
     assert table["cosine_mean"].between(-1, 1).all()
+    assert report_main(["agreement", str(tmp_path)]) == 0
+    assert "| grad_dot |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
