@@ -24,6 +24,25 @@ METRIC_KEYS = (
     "sel_precision",
     "sel_recall",
 )
+QUALITY_KEYS = ("auroc", "ap", "f1_2means")  # how well a valuation ranks: the tables' headline
+SELECTION_KEYS = ("sel_precision", "sel_recall")  # of a method's own selection (knockoffs)
+
+
+def spearman(a, b) -> np.ndarray:
+    """Spearman rank correlation (ties averaged) of each row of `a` with the same row of `b`, for
+    (n,) vectors (one row) or (Q, n) arrays: shape (rows,), NaN for a row where either is constant."""
+    from scipy.stats import rankdata
+
+    a, b = np.atleast_2d(np.asarray(a, dtype=np.float64)), np.atleast_2d(np.asarray(b, np.float64))
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(
+            f"spearman needs two arrays of one shape (n,) or (Q, n), got {a.shape}, {b.shape}"
+        )
+    ra = rankdata(a, axis=1) - (a.shape[1] + 1) / 2
+    rb = rankdata(b, axis=1) - (b.shape[1] + 1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (ra * rb).sum(1) / np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
+    return np.where((np.ptp(a, axis=1) == 0) | (np.ptp(b, axis=1) == 0), np.nan, rho)
 
 
 def auroc(suspicion: np.ndarray, planted: np.ndarray) -> float:

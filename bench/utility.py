@@ -18,8 +18,7 @@ from tqdm.auto import tqdm
 
 from valbench.datasets import Split, Truth
 
-from .engine.engine import Engine
-from .engine.models import IMAGE_MODELS
+from .engine.engine import engine_for
 from .store.evals import EvalStore
 from .types import check_masks
 
@@ -237,8 +236,7 @@ class EngineUtility(Utility):
     ) -> None:
         super().__init__(split, truth, metric, **kwargs)
         model = dict(model or {"name": "logreg"})
-        data = split.as_images() if model.get("name") in IMAGE_MODELS else split.as_flat()
-        self.engine = Engine(model, data.x_train, data.y_train, split.n_classes, device, seed)
+        self.engine = engine_for(model, split, device, seed)
         self.device = str(self.engine.device)
 
     def _predict_proba(self, masks: np.ndarray, x_eval: np.ndarray) -> np.ndarray:

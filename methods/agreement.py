@@ -9,19 +9,13 @@ of (Q, n) values is one query; (n,) values are one row. The table over a sweep i
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
+
+from valbench.score import spearman
 
 
 def _rows(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     return values[None] if values.ndim == 1 else values
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a - a.mean(1, keepdims=True)
-    b = b - b.mean(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
 
 
 def agreement(gold: np.ndarray, values: np.ndarray) -> dict[str, float]:
@@ -33,5 +27,4 @@ def agreement(gold: np.ndarray, values: np.ndarray) -> dict[str, float]:
         cos = (gold * values).sum(1) / (
             np.linalg.norm(gold, axis=1) * np.linalg.norm(values, axis=1)
         )
-    spearman = _pearson(rankdata(gold, axis=1), rankdata(values, axis=1))
-    return {"cosine": float(np.nanmean(cos)), "spearman": float(np.nanmean(spearman))}
+    return {"cosine": float(np.nanmean(cos)), "spearman": float(np.nanmean(spearman(gold, values)))}

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from valbench.engine.engine import Engine
-from valbench.engine.models import ARCH_KEYS, IMAGE_MODELS, MLP
+from valbench.engine.engine import Engine, engine_for
+from valbench.engine.models import ARCH_KEYS, MLP
 from valbench.types import Problem
 
 DTYPE = torch.float64
@@ -98,10 +98,8 @@ def problem_engine(problem: Problem) -> Engine:
     engine = getattr(problem.game, "engine", None)
     if isinstance(engine, Engine):
         return engine
-    split = problem.split
-    data = split.as_images() if problem.model["name"] in IMAGE_MODELS else split.as_flat()
     seed = int((problem.config or {}).get("seed", 0))
-    return Engine(problem.model, data.x_train, data.y_train, split.n_classes, "auto", seed)
+    return engine_for(problem.model, problem.split, "auto", seed)
 
 
 def objective_decay(engine: Engine, module: nn.Module) -> dict[str, float]:

@@ -75,3 +75,19 @@ def test_nothing_planted_gives_nan_and_shape_mismatch_fails():
     assert all(np.isnan(v) for v in score(Valuation(np.arange(4.0)), truth).values())
     with pytest.raises(ValueError, match="values have 3 points but the truth has 4"):
         score(Valuation(np.arange(3.0)), truth)
+
+
+def test_spearman_per_row_against_scipy():
+    from scipy.stats import spearmanr
+
+    from valbench.score import spearman
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 20)), rng.normal(size=(3, 20))
+    b[1] = np.round(b[1])  # ties are averaged
+    expected = [spearmanr(x, y).statistic for x, y in zip(a, b, strict=True)]
+    assert spearman(a, b) == pytest.approx(expected)
+    assert spearman([1, 2, 3], [3, 4, 5]) == pytest.approx([1.0])
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3])).all()
+    with pytest.raises(ValueError, match="one shape"):
+        spearman(a, b[:2])

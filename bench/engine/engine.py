@@ -38,7 +38,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from ..types import check_masks
 from .chunks import one_thread, run_chunks
 from .convex import LbfgsResult, LogregObjective, Preconditioner, lbfgs_logreg, nonzero_features
-from .models import ARCH_KEYS, MLP, build_model, check_fits
+from .models import ARCH_KEYS, IMAGE_MODELS, MLP, build_model, check_fits
 from .randomness import draw_positions, mask_keys
 from .specs import DTYPES, ConvexSpec, NetworkSpec, Options, keys_of
 
@@ -380,3 +380,10 @@ class Engine:
             yield
         finally:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def engine_for(model: dict, split, device: str = "auto", seed: int = 0) -> Engine:
+    """The Engine of `model` (a conf/model dict) on a datasets.Split's training points: the one step
+    from a split to engine inputs (image models see `split.as_images()`, the others `as_flat()`)."""
+    data = split.as_images() if model.get("name") in IMAGE_MODELS else split.as_flat()
+    return Engine(model, data.x_train, data.y_train, split.n_classes, device, seed)

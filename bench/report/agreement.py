@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..store.records import find_records, read_record
+from .markdown import markdown_table
 
 
 def agreement_table(*dirs) -> pd.DataFrame:
@@ -35,11 +36,12 @@ def agreement_table(*dirs) -> pd.DataFrame:
 
 def to_markdown(table: pd.DataFrame) -> str:
     """The agreement table as Markdown, each metric as mean ± std over seeds."""
-    lines = ["| model | method | steps | cosine | Spearman |", "|---|---|---:|---:|---:|"]
-    for row in table.itertuples():
-        cells = [
+    rows = [
+        [row.model, row.method, row.steps]
+        + [
             f"{getattr(row, f'{m}_mean'):.3f} ± {np.nan_to_num(getattr(row, f'{m}_std')):.3f}"
             for m in ("cosine", "spearman")
         ]
-        lines.append(f"| {row.model} | {row.method} | {row.steps} | {' | '.join(cells)} |")
-    return "\n".join(lines)
+        for row in table.itertuples()
+    ]
+    return markdown_table(["model", "method", "steps", "cosine", "Spearman"], rows, "llrrr")

@@ -31,9 +31,10 @@ import pandas as pd
 
 from ..engine.device import device_name
 from .collect import load_table, report_failures
+from .markdown import markdown_table
 from .tables import summarize
 
-QUALITY_KEYS = ("auroc", "ap")
+CHECKED_KEYS = ("auroc", "ap")  # the quality metrics (score.QUALITY_KEYS) the baseline holds
 QUALITY_TOLERANCE = 0.02
 EVALS_FACTOR = 1.1
 TIME_FACTOR = 5.0
@@ -42,7 +43,7 @@ KEY = ["method", "setting"]
 BASELINE_COLUMNS = [
     *KEY,
     "seeds",
-    *(c for k in QUALITY_KEYS for c in (k, f"{k}_std")),
+    *(c for k in CHECKED_KEYS for c in (k, f"{k}_std")),
     "n_evals",
     "seconds",
 ]
@@ -106,7 +107,7 @@ def compare(
             reasons.append("the sweep no longer produces it")
             continue
         why, better = [], False
-        for key in QUALITY_KEYS:
+        for key in CHECKED_KEYS:
             delta = row[key] - row[f"{key}_base"]
             if not np.isfinite(row[key]) and np.isfinite(row[f"{key}_base"]):
                 why.append(f"{key} is NaN")
@@ -132,15 +133,15 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
         show = lambda v: fmt.format(v) if pd.notna(v) else "–"  # noqa: E731
         return f"{show(base)} → {show(now)}"
 
-    header = ["method", "setting", *QUALITY_KEYS, "n_evals", "seconds", "status"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    header = ["method", "setting", *CHECKED_KEYS, "n_evals", "seconds", "status"]
+    rows = []
     for _, row in comparison.iterrows():
         cells = [row["method"], row["setting"]]
-        cells += [pair(row, k, "{:.3f}") for k in QUALITY_KEYS]
+        cells += [pair(row, k, "{:.3f}") for k in CHECKED_KEYS]
         cells += [pair(row, "n_evals", "{:.0f}"), pair(row, "seconds", "{:.2f}")]
         cells.append(row["status"] + (f": {row['reasons']}" if row["status"] != "ok" else ""))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(header, rows)
 
 
 def run_check(
@@ -166,7 +167,7 @@ def run_check(
         frame = load_table(results)
     failed = frame[frame["status"] != "ok"]
     report_failures(frame)
-    current = baseline_rows(summarize(frame, metrics=QUALITY_KEYS))
+    current = baseline_rows(summarize(frame, metrics=CHECKED_KEYS))
     if update:
         if not failed.empty:
             print(f"not updating {baseline}: {len(failed)} job(s) failed")

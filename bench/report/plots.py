@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
+from ..score import spearman
 from ..store.records import read_arrays
 from .style import METHOD_COLOURS, method_colour, new_figure, paper_style
 from .tables import BASE_KEYS, ci95, label_jobs, largest_budget, summarize
@@ -207,13 +207,12 @@ def rank_correlations(jobs: pd.DataFrame) -> dict[str, pd.DataFrame]:
             vectors = {m: v for m, v in vectors.items() if v is not None}
             if not vectors:
                 continue
-            n = len(next(iter(vectors.values())))
-            ranks = np.full((len(methods), n), np.nan)
-            for i, m in enumerate(methods):
-                if m in vectors and np.ptp(vectors[m]) > 0:
-                    ranks[i] = rankdata(vectors[m])
-            with np.errstate(invalid="ignore", divide="ignore"):
-                per_seed.append(np.corrcoef(ranks))
+            rho = np.full((len(methods), len(methods)), np.nan)
+            for i, a in enumerate(methods):
+                for j, b in enumerate(methods):
+                    if a in vectors and b in vectors:
+                        rho[i, j] = spearman(vectors[a], vectors[b])[0]
+            per_seed.append(rho)
         if per_seed:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay NaN

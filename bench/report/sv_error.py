@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
+from ..score import spearman
 from ..store.keys import defines_problem
 from ..store.records import read_arrays
+from .markdown import markdown_table
 from .style import method_colour, new_figure
 from .tables import ci95, ok_jobs, setting_label
 
@@ -49,19 +50,6 @@ def relative_l2(values, reference) -> float:
     if not norm > 0:
         raise ValueError("the reference values are all zero: the relative error is undefined")
     return float(np.linalg.norm(values - reference) / norm)
-
-
-def spearman(values, reference) -> float:
-    """Spearman correlation of two (n,) vectors, or its mean over the rows of (Q, n) arrays; NaN
-    for rows where either is constant."""
-    a, b = np.atleast_2d(values), np.atleast_2d(reference)
-    out = []
-    for x, y in zip(a, b, strict=True):
-        if np.ptp(x) == 0 or np.ptp(y) == 0:
-            out.append(np.nan)
-        else:
-            out.append(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
-    return float(np.mean(out)) if not np.isnan(out).all() else float("nan")
 
 
 def reference_method(jobs: pd.DataFrame, reference: str | None = None) -> str:
@@ -193,7 +181,7 @@ def error_table(frame: pd.DataFrame, reference: str | None = None) -> pd.DataFra
                 "seconds": job["seconds"],
                 "rel_l2": rel,
                 "rel_l2_debiased": math.sqrt(max(sq, 0.0)) / norm if np.isfinite(sq) else np.nan,
-                "spearman": spearman(v, r),
+                "spearman": float(np.mean(spearman(v, r))),  # NaN if a row is constant
                 "ref_floor": floor,
                 "ref_n_evals": ref["n_evals"],
                 "path": job["path"],
@@ -242,7 +230,7 @@ def to_markdown(summary: pd.DataFrame) -> str:
     several = summary["problem"].nunique() > 1
     header = ["problem"] * several + ["method", "budget", "seeds", "rel. L2 error"]
     header += ["debiased", "Spearman", "n_evals", "seconds", "reference floor"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for _, row in summary.iterrows():
         cells = [row["problem"]] * several + [_label(row)]
         cells.append("–" if _missing(row["budget"]) else f"{row['budget']:.0f}")
@@ -254,8 +242,8 @@ def to_markdown(summary: pd.DataFrame) -> str:
             cells.append(cell)
         cells += [f"{row['n_evals']:.0f}", f"{row['seconds']:.2f}"]
         cells.append("–" if _missing(row["ref_floor"]) else f"{row['ref_floor']:.3f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(header, rows)
 
 
 def error_figure(summary: pd.DataFrame, width: str = "auto"):

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..score import QUALITY_KEYS, SELECTION_KEYS
 from ..store.keys import NOT_SETTING_KEYS
+from .markdown import markdown_table
 
 BASE_KEYS = ("dataset", "corruption", "model", "utility")
-QUALITY_KEYS = ("auroc", "ap", "f1_2means")
-SELECTION_KEYS = ("sel_precision", "sel_recall")
 COST_KEYS = ("n_evals", "seconds")
 NOT_SETTINGS = tuple(f"config.{k}" for k in NOT_SETTING_KEYS)
 _FORMATS = {"n_evals": "{:.0f}", "seconds": "{:.2f}"}
@@ -151,10 +151,7 @@ def _header(summary: pd.DataFrame, metrics) -> list[str]:
 def to_markdown(summary: pd.DataFrame, metrics=None) -> str:
     """The summary as a Markdown table of mean ± std cells; the best mean per setting in bold."""
     metrics = list(metrics or [m for m in QUALITY_KEYS + SELECTION_KEYS if m in summary])
-    header = _header(summary, metrics)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in _cells(summary, metrics, lambda c: f"**{c}**")]
-    return "\n".join(lines)
+    return markdown_table(_header(summary, metrics), _cells(summary, metrics, lambda c: f"**{c}**"))
 
 
 def to_latex(summary: pd.DataFrame, metrics=None) -> str:

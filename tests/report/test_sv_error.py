@@ -20,7 +20,6 @@ from valbench.report.sv_error import (
     error_figure,
     error_table,
     relative_l2,
-    spearman,
     summarize_errors,
     to_markdown,
 )
@@ -251,7 +250,3 @@ def test_error_functions():
     assert relative_l2(r + [0, 0, 5], r) == pytest.approx(1)
     with pytest.raises(ValueError, match="all zero"):
         relative_l2(r, np.zeros(3))
-    assert spearman([1, 2, 3], [3, 4, 5]) == pytest.approx(1)
-    assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
-    two = np.array([[1, 2, 3], [3, 2, 1.0]])
-    assert spearman(two, np.array([[1, 2, 3], [1, 2, 3.0]])) == pytest.approx(0)
