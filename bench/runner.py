@@ -10,7 +10,6 @@ progress), so a rerun finds the records of the jobs that already finished and sk
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -35,7 +34,7 @@ from .store.records import (
     write_record,
 )
 from .store.shards import attach_store, check_evals, train_shard
-from .types import BudgetTooSmall
+from .types import BudgetedMethod, EngineGame, TrainableGame
 
 log = logging.getLogger("valbench")
 
@@ -111,7 +110,11 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
         shard = check_evals(evals)
         curve = cfg.get("budget_c")
         method = instantiate(cfg.method)  # a bad method config fails before any training
-        curve = _check_curve(curve) if curve is not None and hasattr(method, "budget") else None
+        curve = (
+            _check_curve(curve)
+            if curve is not None and isinstance(method, BudgetedMethod)
+            else None
+        )
         if curve is None:
             if "budget_c" in config:
                 config["budget_c"] = None  # not applicable: the method has no budget
@@ -128,7 +131,8 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
             config=config,
         )
         problem = build_problem(cfg)
-        record["device"] = device_name(getattr(problem.game, "device", "cpu"))
+        game = problem.game
+        record["device"] = device_name(game.device if isinstance(game, EngineGame) else "cpu")
         if evals.get("dir") is not None:
             attach_store(problem.game, resolved, evals, job_dir)
         points = {} if curve is None else _curve_points(curve, method, problem)
@@ -157,7 +161,7 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
                 log.info("skipping %s: its record exists", where)
                 last = old
                 continue
-            reused = float(getattr(problem.game, "seconds", 0.0))
+            reused = game.seconds if isinstance(game, TrainableGame) else 0.0
             last = _value_and_write(where, {**record, "config": point}, method, problem, t0, reused)
         return last
     except Exception as err:  # the record says what failed; a sweep goes on
@@ -180,7 +184,7 @@ def _curve_points(curve: list[float], method, problem) -> dict[int, float]:
     k, n = problem.truth.n_planted, problem.game.n_players
     if k == 0:
         raise ValueError("budget_c needs planted points: m = c k log2 n is 0 for k = 0")
-    minimum, points = _minimum_budget(method, problem), {}
+    minimum, points = method.min_budget(n), {}
     for c in curve:
         budget = budget_for(c, k, n)
         if budget < minimum:
@@ -189,29 +193,18 @@ def _curve_points(curve: list[float], method, problem) -> dict[int, float]:
     return points
 
 
-def _minimum_budget(method, problem) -> int:
-    """The least budget `method` accepts on `problem`: what its BudgetTooSmall says, found by valuing
-    with budget 0 (the check comes before any evaluation)."""
-    method = copy.copy(method)
-    method.budget = 0
-    try:
-        method.value(problem.game, seed=0, problem=problem)
-    except BudgetTooSmall as err:
-        return err.minimum
-    raise ValueError(f"{type(method).__name__} accepted budget 0: it has no minimum budget")
-
-
 def _value_and_write(
     job_dir: Path, record: dict, method, problem, t0: float, reused_seconds: float = 0.0
 ) -> dict:
     """Value the problem's game with `method`, score it and write the record and arrays."""
-    valuation = method.value(problem.game, seed=record["seed"], problem=problem)
+    game = problem.game
+    valuation = method.value(game, seed=record["seed"], problem=problem)
     record = {**record, **score(valuation, problem.truth)}
     record.update(
         status="ok",
         n_evals=int(valuation.n_evals),
         seconds=float(valuation.seconds) + reused_seconds,
-        n_trainings=getattr(problem.game, "n_evals", None),
+        n_trainings=game.n_evals if isinstance(game, TrainableGame) else None,
         wall_seconds=time.perf_counter() - t0,
         n_planted=problem.truth.n_planted,
         n_train=problem.split.n_train,

@@ -31,6 +31,47 @@ class Game(Protocol):
     def __call__(self, masks: np.ndarray) -> np.ndarray: ...
 
 
+@runtime_checkable
+class PerQueryGame(Game, Protocol):
+    """A game that may answer per query: `n_queries` = Q when it returns (B, Q), None for (B,)."""
+
+    n_queries: int | None
+
+
+@runtime_checkable
+class TrainableGame(Game, Protocol):
+    """A game whose U(S) trains a model on S (valbench.utility): `n_evals` trainings done and their
+    `seconds`, `progress` bars on or off, `train` False when it answers only from its evaluation
+    store, `stored(masks)` which coalitions (B,) it can answer without training, and `persist`."""
+
+    n_evals: int
+    seconds: float
+    progress: bool
+    train: bool
+
+    def stored(self, masks: np.ndarray) -> np.ndarray: ...
+
+    def persist(self, store: Any, name: str, train: bool = True) -> None: ...
+
+
+@runtime_checkable
+class EngineGame(TrainableGame, Protocol):
+    """A trainable game whose submodels the batched `engine` trains, on `device`."""
+
+    engine: Any
+    device: str
+
+
+def n_queries(game: Game) -> int | None:
+    """Q of a game that answers per query ((B, Q) values), None for one value per coalition."""
+    return game.n_queries if isinstance(game, PerQueryGame) else None
+
+
+def shows_progress(game: Game) -> bool:
+    """Whether long loops over `game` should show a progress bar (a TrainableGame may turn it off)."""
+    return game.progress if isinstance(game, TrainableGame) else True
+
+
 def check_masks(masks: Any, n_players: int) -> np.ndarray:
     """`masks` as a C-contiguous bool array (B, n_players), or a ValueError naming what is wrong."""
     masks = np.asarray(masks)
@@ -108,10 +149,33 @@ class Method(Protocol):
     """A valuation method: `__init__` stores parameters only; `value` computes a Valuation.
 
     Subset-based methods use only the game (and take `budget`, the maximum number of game evaluations);
-    model-based methods need `problem` and raise a clear error without it.
+    model-based methods (`needs_problem` True) need `problem` and raise a clear error without it.
+    `get_params()` returns the `__init__` parameters (valbench.methods.base.BaseMethod gives all this).
     """
 
+    needs_problem: bool
+
+    def get_params(self) -> dict: ...
+
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation: ...
+
+
+@runtime_checkable
+class BudgetedMethod(Method, Protocol):
+    """A method that spends at most `budget` game evaluations (None: its least budget) and says
+    the least budget it accepts on n players (below it, `value` raises BudgetTooSmall)."""
+
+    budget: int | None
+
+    def min_budget(self, n_players: int) -> int: ...
+
+
+@runtime_checkable
+class PresampledMethod(Method, Protocol):
+    """A method that draws all its coalitions up front: `samples(n_players, seed)` (B, n) bool, so
+    their evaluations can be trained in shards before the method runs."""
+
+    def samples(self, n_players: int, seed: int) -> np.ndarray: ...
 
 
 @dataclass

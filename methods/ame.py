@@ -34,8 +34,9 @@ from abc import ABC, abstractmethod
 import numpy as np
 from scipy.special import expit, logit
 
-from valbench.types import Game, Problem, Valuation, evaluate
+from valbench.types import Game, Problem, TrainableGame, Valuation, evaluate
 
+from .base import BaseMethod
 from .common import (
     Stopwatch,
     as_columns,
@@ -144,7 +145,7 @@ def fit_ame(
     with Stopwatch() as t:
         p, masks = draw_samples(design, seed, m, n)
         fakes = None if knockoffs == "none" else bernoulli_masks(rng_for(seed, 2), p, n)
-        if not getattr(game, "train", True):  # a game that only answers stored evaluations
+        if isinstance(game, TrainableGame) and not game.train:  # answers stored evaluations only
             keep = game.stored(masks)
             if keep.sum() < minimum:
                 raise ValueError(
@@ -188,7 +189,7 @@ def _check_probability(p, name: str, method: str) -> float:
     return float(p)
 
 
-class _RandomizedExperiment(ABC):
+class _RandomizedExperiment(BaseMethod, ABC):
     """What AME and AME-SV share: a design (set by the subclass), its samples, the estimator."""
 
     name = "ame"
@@ -197,9 +198,12 @@ class _RandomizedExperiment(ABC):
     def design(self):
         """The sampling design: draw(u) -> p, features(masks, p), basis(p), scale."""
 
+    def min_budget(self, n_players: int) -> int:
+        return MIN_SAMPLES_PER_FOLD * self.cv_folds
+
     def samples(self, n_players: int, seed: int) -> np.ndarray:
         """The coalitions (budget, n_players) this method evaluates: what a shard trains."""
-        m = check_budget(self.budget, MIN_SAMPLES_PER_FOLD * self.cv_folds, self.name)
+        m = check_budget(self.budget, self.min_budget(n_players), self.name)
         return draw_samples(self.design(), seed, m, n_players)[1]
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:

@@ -17,6 +17,7 @@ import numpy as np
 
 from valbench.types import Game, Problem, Valuation, evaluate
 
+from .base import BaseMethod
 from .common import (
     MAX_ROWS,
     Stopwatch,
@@ -33,15 +34,18 @@ from .common import (
 MIN_SAMPLES = 64
 
 
-class DataBanzhaf:
+class DataBanzhaf(BaseMethod):
     """Banzhaf values from `budget` uniform random coalitions, every evaluation used for every point."""
 
     def __init__(self, budget: int = 2000) -> None:
         self.budget = budget
 
+    def min_budget(self, n_players: int) -> int:
+        return MIN_SAMPLES
+
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
         n = check_players(game, 1, "banzhaf")
-        m = check_budget(self.budget, MIN_SAMPLES, "banzhaf")
+        m = check_budget(self.budget, self.min_budget(game.n_players), "banzhaf")
         rng = rng_for(seed)
         with Stopwatch() as t:
             count_in = np.zeros(n)

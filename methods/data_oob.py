@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from valbench.types import Game, Problem, Valuation
+from valbench.types import Game, Problem, Valuation, shows_progress
 
+from .base import BaseMethod
 from .common import Stopwatch, check_int, require_problem, rng_for
 from .final_model import check_differentiable, problem_engine
 
@@ -40,8 +41,10 @@ def out_of_bag_accuracy(counts: np.ndarray, correct: np.ndarray) -> tuple[np.nda
     return psi, never
 
 
-class DataOOB:
+class DataOOB(BaseMethod):
     """Data-OOB values from `n_models` bootstrap submodels trained through the engine (module doc)."""
+
+    needs_problem = True
 
     def __init__(self, n_models: int = 200) -> None:
         self.n_models = n_models
@@ -54,7 +57,7 @@ class DataOOB:
         with Stopwatch() as t:
             engine = problem_engine(problem)
             counts = bootstrap_counts(split.n_train, n_models, rng_for(seed, 21))
-            show = bool(getattr(problem.game, "progress", True)) and n_models >= 64
+            show = shows_progress(problem.game) and n_models >= 64
             with tqdm(total=n_models, desc="data_oob", unit="model", disable=not show) as bar:
                 probs = engine.fit_predict(counts, split.x_train, on_chunk=bar.update)
             correct = probs.argmax(-1) == split.y_train

@@ -17,6 +17,7 @@ from scipy.special import comb
 
 from valbench.types import Game, Problem, Valuation, evaluate
 
+from .base import BaseMethod
 from .common import MAX_ROWS, Stopwatch, as_columns, check_budget, check_players, per_query
 
 MAX_PLAYERS = 16
@@ -64,21 +65,27 @@ def exact_semivalue(
     return Valuation(per_query(values, single), n_evals=2**n, seconds=t.seconds)
 
 
-class ExactShapley:
+class ExactShapley(BaseMethod):
     """Shapley values by enumeration of all 2^n coalitions (n <= 16)."""
 
     def __init__(self, budget: int | None = None) -> None:
         self.budget = budget
 
+    def min_budget(self, n_players: int) -> int:
+        return 2**n_players
+
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
         return exact_semivalue(game, shapley_weights, "exact_shapley", self.budget)
 
 
-class ExactBanzhaf:
+class ExactBanzhaf(BaseMethod):
     """Banzhaf values by enumeration of all 2^n coalitions (n <= 16)."""
 
     def __init__(self, budget: int | None = None) -> None:
         self.budget = budget
+
+    def min_budget(self, n_players: int) -> int:
+        return 2**n_players
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
         return exact_semivalue(game, banzhaf_weights, "exact_banzhaf", self.budget)

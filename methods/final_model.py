@@ -23,7 +23,7 @@ from torch.func import functional_call
 
 from valbench.engine.engine import Engine, engine_for
 from valbench.engine.models import ARCH_KEYS, MLP
-from valbench.types import Problem
+from valbench.types import EngineGame, Problem
 
 DTYPE = torch.float64
 
@@ -95,9 +95,8 @@ def check_checkpoints(problem: Problem) -> None:
 
 def problem_engine(problem: Problem) -> Engine:
     """The engine of the problem's utility game, or a new one for its model on the CPU/GPU."""
-    engine = getattr(problem.game, "engine", None)
-    if isinstance(engine, Engine):
-        return engine
+    if isinstance(problem.game, EngineGame):
+        return problem.game.engine
     seed = int((problem.config or {}).get("seed", 0))
     return engine_for(problem.model, problem.split, "auto", seed)
 

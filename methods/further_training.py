@@ -32,9 +32,10 @@ from tqdm.auto import tqdm
 
 from valbench.engine.continuation import continue_training, stacked_logits
 from valbench.problem import make_method
-from valbench.types import Game, Problem, Valuation
+from valbench.types import Game, Problem, Valuation, shows_progress
 
 from .agreement import agreement
+from .base import BaseMethod
 from .common import Stopwatch, check_int, require_problem, rng_for
 from .final_model import FinalModel, check_differentiable, train_final_model
 from .gradients import GradientMethod
@@ -43,8 +44,10 @@ from .targets import check_target, evaluation_points, resolve_target
 CHUNK_FLOATS = 2**26  # floats of one batch of continued models (512 MiB in float64)
 
 
-class FurtherTraining:
+class FurtherTraining(BaseMethod):
     """The further-training gold standard; see the module doc."""
+
+    needs_problem = True
 
     def __init__(
         self,
@@ -126,7 +129,7 @@ class FurtherTraining:
             total=int(self.seeds) * (n + 1),
             desc="further_training",
             unit="run",
-            disable=not getattr(problem.game, "progress", True),
+            disable=not shows_progress(problem.game),
             leave=False,
         )
         with bar:

@@ -18,6 +18,7 @@ from torch.func import grad, vmap
 
 from valbench.types import Game, Problem, Valuation
 
+from .base import BaseMethod
 from .common import Stopwatch, check_int, require_problem
 from .final_model import FinalModel, check_checkpoints, check_differentiable, train_final_model
 from .targets import check_target, evaluation_points, resolve_target
@@ -109,7 +110,7 @@ def attribute(
     return values[0] if target == "val" else values
 
 
-class GradientMethod:
+class GradientMethod(BaseMethod):
     """Shared by the gradient methods: checks before training, the final model, the Valuation.
 
     `target` is auto | self | val | queries (methods/targets.py); `auto` means queries for per-query
@@ -121,6 +122,8 @@ class GradientMethod:
     targets = ("auto", "self", "val", "queries")
 
     n_checkpoints = 0
+
+    needs_problem = True
 
     def __init__(self, target: str = "auto") -> None:
         self.target = target

@@ -21,6 +21,7 @@ import torch
 
 from valbench.types import Game, Problem, Valuation
 
+from .base import BaseMethod
 from .common import Stopwatch, check_int, require_problem
 from .final_model import FinalModel, check_differentiable, train_final_model
 from .targets import check_target, evaluation_points, resolve_target
@@ -66,13 +67,15 @@ def embed(final: FinalModel, x: torch.Tensor) -> np.ndarray:
     return captured[0].reshape(len(x), -1).cpu().numpy()
 
 
-class KNNShapley:
+class KNNShapley(BaseMethod):
     """Exact KNN-Shapley values; see the module doc.
 
     `target` (methods/targets.py): `val` averages over the validation points (values (n,)); `queries`
     gives one row per query (Q, n); `auto` is queries for per-query utilities, else val. There is no
     self target. n_evals counts model trainings: 0 on raw features, 1 for the model embedding.
     """
+
+    needs_problem = True
 
     def __init__(self, k: int = 10, embedding: str = "raw", target: str = "auto") -> None:
         self.k, self.embedding, self.target = k, embedding, target

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from valbench.types import Game, Problem, Valuation, evaluate
 
+from .base import BaseMethod
 from .common import (
     MAX_ROWS,
     Stopwatch,
@@ -123,12 +124,15 @@ def beta_set_weights(alpha: float, beta: float):
     return weights
 
 
-class MonteCarloShapley:
+class MonteCarloShapley(BaseMethod):
     """Shapley values by permutation sampling (Castro et al. 2009; Ghorbani & Zou 2019 without
     truncation): the mean marginal contribution over random permutations."""
 
     def __init__(self, budget: int = 2500) -> None:
         self.budget = budget
+
+    def min_budget(self, n_players: int) -> int:
+        return 2 * n_players
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
         return permutation_semivalue(game, self.budget, seed, "mc_shapley")
@@ -160,7 +164,7 @@ class ReferenceShapley(MonteCarloShapley):
         return valuation
 
 
-class BetaShapley:
+class BetaShapley(BaseMethod):
     """Beta(alpha, beta)-Shapley (Kwon & Zou 2022) by permutation sampling with reweighting.
 
     A permutation's marginal at prefix size k is reweighted by n * P(k), P the BetaBinomial(n - 1,
@@ -170,6 +174,9 @@ class BetaShapley:
 
     def __init__(self, budget: int = 2500, alpha: float = 4.0, beta: float = 1.0) -> None:
         self.budget, self.alpha, self.beta = budget, alpha, beta
+
+    def min_budget(self, n_players: int) -> int:
+        return 2 * n_players
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
         for name in ("alpha", "beta"):
@@ -184,7 +191,7 @@ class BetaShapley:
         return valuation
 
 
-class TruncatedMonteCarloShapley:
+class TruncatedMonteCarloShapley(BaseMethod):
     """Truncated Monte Carlo Shapley (Ghorbani & Zou 2019, Algorithm 1).
 
     A permutation is scanned in chunks of `chunk` prefixes (each chunk one batch, several
@@ -197,6 +204,9 @@ class TruncatedMonteCarloShapley:
 
     def __init__(self, budget: int = 2500, tol: float = 0.01, chunk: int | None = None) -> None:
         self.budget, self.tol, self.chunk = budget, tol, chunk
+
+    def min_budget(self, n_players: int) -> int:
+        return 2 * n_players
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
         if not (isinstance(self.tol, (int, float)) and self.tol >= 0):

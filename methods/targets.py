@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from valbench.types import Problem
+from valbench.types import Problem, n_queries
 
 TARGETS = ("auto", "self", "val", "queries")
 
 
 def has_query_utility(problem: Problem) -> bool:
     """Whether the problem's utility gives one value per query (values (B, Q))."""
-    return getattr(problem.game, "n_queries", None) is not None
+    return n_queries(problem.game) is not None
 
 
 def check_target(target: str, method: str, allowed: tuple[str, ...] = TARGETS) -> str:

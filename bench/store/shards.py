@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..types import PresampledMethod, TrainableGame
 from .evals import EvalStore, fingerprint
 
 
@@ -44,7 +45,7 @@ def check_evals(evals: dict) -> tuple[int, int] | None:
 def attach_store(game, config: dict, evals: dict, job_dir: Path) -> None:
     """Keep `game`'s evaluations in the store of `evals.dir`: shard jobs write
     shard-IIII-of-MMMM, other jobs a file named by their folder."""
-    if not hasattr(game, "persist"):
+    if not isinstance(game, TrainableGame):
         raise ValueError(f"evals.dir needs a utility game that trains submodels, not {game!r}")
     store = EvalStore(evals["dir"], fingerprint(config), game.n_players)
     shard = check_evals(evals)
@@ -58,7 +59,7 @@ def attach_store(game, config: dict, evals: dict, job_dir: Path) -> None:
 def train_shard(method, game, seed: int, shard: tuple[int, int], block: int) -> int:
     """Evaluate shard `shard` = (i, M) of `method.samples(n, seed)` on `game`, `block` rows at a
     time (each stored before the next); returns the number of samples in the shard."""
-    if not hasattr(method, "samples"):
+    if not isinstance(method, PresampledMethod):
         raise ValueError(
             f"evals.shard: {type(method).__name__} does not draw its samples up front; "
             "shard ame or ame_sv (or ame_knockoff)"
