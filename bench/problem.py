@@ -99,11 +99,15 @@ def load_problem(
 
 
 def method_config(name: str) -> DictConfig:
-    """conf/method/NAME.yaml, or a ValueError listing the methods that exist."""
+    """conf/method/NAME.yaml composed by Hydra (so its defaults list, e.g. ame_knockoff's
+    `defaults: [ame]`, applies), or a ValueError listing the methods that exist."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
     if name not in options("method"):
         raise ValueError(f"unknown method {name!r}; available: {', '.join(options('method'))}")
-    text = resources.files(CONFIG_MODULE).joinpath("method", f"{name}.yaml").read_text()
-    return OmegaConf.create(text)
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose(f"method/{name}").method
 
 
 def make_method(name: str, **params):
