@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 
 QUICKSTART = multirun/quickstart/report
 
-.PHONY: bench check test lint install clean
+.PHONY: bench check test lint readme install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ check: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Every README table from its committed results file (the <!-- valbench-table: PATH --> blocks).
+readme: $(STAMP)
+	$(BIN)/valbench-report readme
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,7 +1,7 @@
 """Benchmark of the subset estimators on the reference games: error against budget, and AME's cost
 for many queries at once.
 
-python -m valbench.perf estimators                 # writes results/perf/estimators.{csv,png}
+python -m valbench.perf estimators                 # writes results/perf/estimators.{csv,md,png}
 python -m valbench.perf estimators --quick         # fewer budgets and seeds (a smoke run)
 
 Each estimator is scored against its own exact target (computed in closed form by valbench.games):
@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .. import games
 from ..engine.device import device_name
 from ..problem import make_method
+from ..report.markdown import markdown_table
 from ..store.records import write_atomic
 
 MAX_DESIGN = 2 * 10**7  # AME runs where budget * n fits this many design entries (160 MB)
@@ -113,6 +114,25 @@ def query_timing(queries: list[int], sizes=((2000, 1000), (500, 2000))) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def error_markdown(table: pd.DataFrame, budgets=(2000, 8000, 32000)) -> str:
+    """Mean relative error over seeds as a Markdown table, one row per game and one column per
+    method, each cell the errors at `budgets` ('–' where a method did not run at that budget)."""
+    mean = table.groupby(["game", "method", "budget"]).rel_error.mean()
+    methods = list(estimators(1))
+    rows = [
+        [game]
+        + [
+            " / ".join(
+                f"{mean[key]:.2f}" if (key := (game, method, b)) in mean.index else "–"
+                for b in budgets
+            )
+            for method in methods
+        ]
+        for game in table.game.unique()
+    ]
+    return markdown_table(["game", *methods], rows)
+
+
 def plot(table: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -150,6 +170,7 @@ def main(argv=None) -> None:
     table = error_curves(budgets, seeds)
     table["device"] = device_name("cpu")
     write_atomic(out / "estimators.csv", table.to_csv(index=False).encode())
+    write_atomic(out / "estimators.md", (error_markdown(table) + "\n").encode())
     plot(table, out / "estimators.png")
     timing = query_timing([1, 4] if args.quick else [1, 4, 16])
     timing["device"] = device_name("cpu")
@@ -157,4 +178,4 @@ def main(argv=None) -> None:
     summary = table.groupby(["game", "method", "budget"])[["rel_error", "mean_z2", "seconds"]]
     print(summary.mean().round(4).to_string())
     print(timing.round(2).to_string(index=False))
-    print(f"wrote {out}/estimators.csv, estimators.png, estimators_queries.csv")
+    print(f"wrote {out}/estimators.csv, .md, .png and estimators_queries.csv")

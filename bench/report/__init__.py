@@ -8,4 +8,5 @@ check      the CI regression check against a baseline
 removal    removal curves (retrains, so it imports the engine when used)
 sv_error   Shapley-value error against a reference sweep
 agreement  agreement of attributions with the further-training gold standard
+readme     README tables copied from their committed results files
 """

@@ -3,6 +3,7 @@ method's attributions with the further-training gold standard, see valbench.meth
 mean ± std over seeds per (model, method, steps).
 
     valbench-report agreement multirun/final_model_only
+    valbench-report agreement multirun/final_model_only --wide spearman -o FILE.md   # T as columns
 """
 
 from __future__ import annotations
@@ -45,3 +46,20 @@ def to_markdown(table: pd.DataFrame) -> str:
         for row in table.itertuples()
     ]
     return markdown_table(["model", "method", "steps", "cosine", "Spearman"], rows, "llrrr")
+
+
+def wide_markdown(table: pd.DataFrame, metric: str = "spearman") -> str:
+    """One metric's means as Markdown: a row per model x method, a column per number of steps T."""
+    steps = sorted(table["steps"].unique())
+    means = table.set_index(["model", "method", "steps"])[f"{metric}_mean"]
+    pairs = table[["model", "method"]].drop_duplicates().itertuples(index=False)
+    rows = [
+        [model, method]
+        + [
+            f"{means[(model, method, t)]:.3f}" if (model, method, t) in means.index else "–"
+            for t in steps
+        ]
+        for model, method in pairs
+    ]
+    header = ["model", "method", *(f"T = {t}" for t in steps)]
+    return markdown_table(header, rows, "ll" + "r" * len(steps))

@@ -6,6 +6,7 @@ valbench-report plot report/results.parquet [-o report/figures]
 valbench-report check --baseline results/baselines/ci.csv [--update]
 valbench-report sv-error multirun/ame_paper_mnist_sv multirun/ame_paper_mnist_sv_reference [-o DIR]
 valbench-report agreement multirun/final_model_only            # attributions vs further training
+valbench-report readme [--check]          # README tables <- their committed results/ files
 
 `table` and `plot` also take record folders instead of a collected file.
 """
@@ -30,8 +31,9 @@ def _cmd_collect(args) -> int:
 
 def _cmd_table(args) -> int:
     frame = load_table(args.sources)
-    summary = summarize(frame)
-    markdown, latex = to_markdown(summary), to_latex(summary)
+    metrics = _metrics(args.metrics, frame)
+    summary = summarize(frame, metrics)
+    markdown, latex = to_markdown(summary, metrics), to_latex(summary, metrics)
     print(latex if args.latex else markdown)
     report_failures(frame)
     if args.output:
@@ -41,6 +43,17 @@ def _cmd_table(args) -> int:
         out.with_suffix(".tex").write_text(latex + "\n")
         print(f"tables -> {out.with_suffix('.md')} and {out.with_suffix('.tex')}")
     return 0
+
+
+def _metrics(names: str | None, frame: pd.DataFrame) -> list[str] | None:
+    """The --metrics list, each checked to be a metric column of `frame`."""
+    if names is None:
+        return None
+    metrics = [m.strip() for m in names.split(",") if m.strip()]
+    bad = [m for m in metrics if m not in METRIC_KEYS or m not in frame]
+    if bad or not metrics:
+        raise ValueError(f"--metrics {names!r}: unknown {bad}; allowed: {', '.join(METRIC_KEYS)}")
+    return metrics
 
 
 def _cmd_plot(args) -> int:
@@ -99,9 +112,30 @@ def _cmd_sv_error(args) -> int:
 
 
 def _cmd_agreement(args) -> int:
-    from .agreement import agreement_table, to_markdown
+    from .agreement import agreement_table, to_markdown, wide_markdown
 
-    print(to_markdown(agreement_table(*args.dirs)))
+    table = agreement_table(*args.dirs)
+    markdown = wide_markdown(table, args.wide) if args.wide else to_markdown(table)
+    print(markdown)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(markdown + "\n")
+    return 0
+
+
+def _cmd_readme(args) -> int:
+    from .readme import render
+
+    readme = Path(args.readme)
+    text, changed = render(readme)
+    for path in changed:
+        print(f"{'STALE' if args.check else 'updated'} {readme}: the block of {path}")
+    if args.check:
+        print(f"readme: {len(changed)} block(s) differ from their results files")
+        return 1 if changed else 0
+    if changed:
+        readme.write_text(text)
+    print(f"{readme}: {len(changed)} block(s) rewritten")
     return 0
 
 
@@ -122,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table", help="mean ± std over seeds per method x setting")
     p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of Markdown")
+    p.add_argument(
+        "--metrics",
+        help="comma-separated quality columns, e.g. auroc,ap,precision_at_k (default: auroc, ap, "
+        "f1_2means and the selection's precision and recall where a method selects)",
+    )
     p.add_argument("-o", "--output", help="also write OUTPUT.md and OUTPUT.tex")
     p.set_defaults(func=_cmd_table)
 
@@ -191,7 +230,24 @@ def _parser() -> argparse.ArgumentParser:
         "agreement", help="agreement of attributions with the further-training gold standard"
     )
     p.add_argument("dirs", nargs="+", help="folders of result records (e.g. a sweep's)")
+    p.add_argument(
+        "--wide",
+        choices=("cosine", "spearman"),
+        help="only this metric's means, one column per number of steps T",
+    )
+    p.add_argument("-o", "--output", help="also write the table to this Markdown file")
     p.set_defaults(func=_cmd_agreement)
+
+    p = sub.add_parser(
+        "readme",
+        help="copy each committed results table into its README block",
+        description="Rewrite every <!-- valbench-table: PATH --> ... <!-- /valbench-table --> block "
+        "of the README with the content of PATH (a Markdown table under results/). With --check, "
+        "change nothing and exit 1 when a block differs from its file.",
+    )
+    p.add_argument("--readme", default="README.md", help="default: %(default)s")
+    p.add_argument("--check", action="store_true", help="only report blocks that differ (exit 1)")
+    p.set_defaults(func=_cmd_readme)
     return parser
 
 

@@ -97,7 +97,8 @@ def summarize(frame: pd.DataFrame, metrics=None) -> pd.DataFrame:
     if jobs.empty:
         raise ValueError("no job finished (status ok): nothing to summarise")
     metrics = list(metrics or quality_metrics(jobs))
-    keys = ["method", "base", "setting", *BASE_KEYS, *variant_columns(frame)]
+    variants = variant_columns(frame)
+    keys = ["method", "base", "setting", *BASE_KEYS, *variants]
     values = [c for c in (*metrics, *COST_KEYS) if c in jobs]
     jobs = jobs.assign(planted_fraction=jobs["n_planted"] / jobs["n_train"])
     grouped = jobs.groupby(keys, dropna=False, sort=True)
@@ -107,7 +108,10 @@ def summarize(frame: pd.DataFrame, metrics=None) -> pd.DataFrame:
     out.insert(0, "seeds", grouped.size())
     out["planted_fraction"] = grouped["planted_fraction"].mean()
     out = out.reset_index()
-    return out.sort_values(["setting", metrics[0], "method"], ascending=[True, False, True])
+    # settings in the order of their values (budget 8 before 20), the best method first in each
+    order = ["base", *variants, "setting", metrics[0], "method"]
+    ascending = [True] * (len(order) - 2) + [False, True]
+    return out.sort_values(order, ascending=ascending, na_position="first")
 
 
 def shown_keys(summary: pd.DataFrame) -> list[str]:
@@ -125,7 +129,8 @@ def _cells(summary: pd.DataFrame, metrics, bold) -> list[list[str]]:
     best = {m: summary.groupby("setting")[m].transform("max") for m in metrics}
     rows = []
     for i, row in summary.iterrows():
-        cells = [_plain(row[k]) for k in keys] + [row["method"], str(int(row["seeds"]))]
+        cells = [_plain(row[k]) if pd.notna(row[k]) else "–" for k in keys]
+        cells += [row["method"], str(int(row["seeds"]))]
         for col in (*metrics, *COST_KEYS):
             mean, std = row.get(col, np.nan), row.get(f"{col}_std", np.nan)
             fmt = _FORMATS.get(col, "{:.3f}")
