@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import traceback
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+
+from valbench.datasets import check_seed
 
 from .engine.device import device_name, versions
 from .problem import build_problem
@@ -34,6 +37,7 @@ from .store.records import (
     write_record,
 )
 from .store.shards import attach_store, check_evals, train_shard
+from .sweeps import group_key_overrides
 from .types import BudgetedMethod, EngineGame, TrainableGame
 
 log = logging.getLogger("valbench")
@@ -122,7 +126,7 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
                 log.info("skipping %s: its record exists", job_dir)
                 return old
         record.update(
-            seed=int(cfg.seed),
+            seed=check_seed(cfg.seed),
             dataset=cfg.dataset.name,
             corruption=cfg.corruption.name,
             model=cfg.model.name,
@@ -230,7 +234,7 @@ def _value_and_write(
 
 
 @hydra.main(config_path="pkg://valbench.conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -241,6 +245,16 @@ def main(cfg: DictConfig) -> None:
         hc.runtime.choices["method"],
         raise_errors=hc.mode != RunMode.MULTIRUN,
     )
+
+
+def main() -> None:
+    """The `valbench` command: Hydra's, with a swept group's keys settable (`sweeps`)."""
+    try:
+        sys.argv[1:] = group_key_overrides(sys.argv[1:])
+    except ValueError as err:
+        print(f"valbench: {err}", file=sys.stderr)
+        sys.exit(2)
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .corrupt import CORRUPTIONS, corrupt, stamp
 from .load import LOADERS, RawData, load
-from .split import split_data, standardize
+from .split import check_seed, check_sizes, split_data, standardize
 from .types import Split, Truth
 
 SPLIT_KEYS = ("n_train", "n_val", "n_test")
@@ -27,6 +27,8 @@ def prepare(dataset: dict, corruption: dict, seed: int = 0) -> tuple[Split, Trut
     if cname not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {cname!r}; available: {', '.join(CORRUPTIONS)}")
     sizes = {k: dataset.pop(k, None) for k in SPLIT_KEYS}
+    check_sizes(**sizes)
+    seed = check_seed(seed)
     mode = dataset.pop("standardize", "feature")
     raw = load(name, **dataset)
     split = split_data(raw, sizes["n_train"], sizes["n_val"], sizes["n_test"], seed=seed)
@@ -42,6 +44,8 @@ __all__ = [
     "Truth",
     "corrupt",
     "load",
+    "check_seed",
+    "check_sizes",
     "prepare",
     "split_data",
     "stamp",

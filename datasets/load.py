@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+MISSING = "???"  # how a config marks a value the user must set (OmegaConf's missing value)
+
 
 @dataclass(frozen=True)
 class RawData:
@@ -78,11 +80,11 @@ def _encode_labels(labels: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
 
 def csv(path: str | None = None, label_column: str | int = -1) -> RawData:
     """A user's own table: a CSV file (numeric features, one label column) or an NPZ file with `x`, `y`."""
-    if not path:
-        raise ValueError("dataset=csv needs dataset.path=/path/to/file.csv (or .npz)")
+    if not path or path == MISSING:
+        raise ValueError("dataset=csv needs dataset.path=/path/to/file.csv (or .npz), got none")
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(f"dataset file not found: {p}")
+        raise FileNotFoundError(f"dataset.path={path}: no such file")
     if p.suffix == ".npz":
         with np.load(p, allow_pickle=False) as f:
             keys = {k.lower(): k for k in f.files}

@@ -28,6 +28,29 @@ def _stratified_take(
     return np.sort(take), np.sort(rest)
 
 
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's random_state range
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_seed(seed) -> int:
+    """The run's `seed` as an int, or a ValueError naming it and the allowed range."""
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got seed={seed!r}")
+    return int(seed)
+
+
+def check_sizes(n_train, n_val, n_test=None) -> None:
+    """A ValueError naming `dataset.n_train`, `dataset.n_val` or `dataset.n_test` when it is not a
+    positive integer (n_test may be null: the rest)."""
+    for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if not (_is_int(value) and value >= 1) and not (key == "n_test" and value is None):
+            allowed = "a positive integer" + (" or null (the rest)" if key == "n_test" else "")
+            raise ValueError(f"dataset.{key} must be {allowed}, got dataset.{key}={value!r}")
+
+
 def split_data(
     raw: RawData, n_train: int, n_val: int, n_test: int | None = None, seed: int = 0
 ) -> Split:
@@ -35,14 +58,10 @@ def split_data(
 
     A dataset that ships its own test set (torchvision) draws the test part from it.
     """
+    check_sizes(n_train, n_val, n_test)
     own_test = raw.x_test is not None
     pool = len(raw.y)
     test_pool = len(raw.y_test) if own_test else pool - n_train - n_val
-    for key, value in (("n_train", n_train), ("n_val", n_val)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
-    if n_test is not None and (not isinstance(n_test, (int, np.integer)) or n_test < 1):
-        raise ValueError(f"n_test must be a positive integer or null (the rest), got {n_test!r}")
     if n_train + n_val + (0 if own_test else (n_test or 1)) > pool:
         raise ValueError(
             f"n_train={n_train} + n_val={n_val}"

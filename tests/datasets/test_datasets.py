@@ -71,7 +71,10 @@ def test_unknown_dataset_lists_what_exists():
     "sizes, message",
     [
         ((2000, 10, 10), "exceeds the 178 points"),
-        ((0, 10, 10), "n_train must be a positive integer"),
+        ((0, 10, 10), "dataset.n_train must be a positive integer, got dataset.n_train=0"),
+        (("abc", 10, 10), "dataset.n_train must be a positive integer, got dataset.n_train=.abc."),
+        ((50, 2.5, 10), "dataset.n_val must be a positive integer, got dataset.n_val=2.5"),
+        ((50, 10, True), "dataset.n_test must be a positive integer or null"),
         ((50, 20, 500), "n_test=500 exceeds"),
     ],
 )
@@ -148,3 +151,31 @@ def test_images_reshape(digits_split):
     img = digits_split.as_images()
     assert img.x_train.shape == (120, 1, 8, 8)
     assert np.array_equal(img.as_flat().x_train, digits_split.x_train)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "seed", "error", "message"),
+    [
+        (
+            {"n_train": "abc"},
+            0,
+            ValueError,
+            "dataset.n_train must be a positive integer, got dataset.n_train='abc'",
+        ),
+        ({"n_test": -3}, 0, ValueError, "dataset.n_test must be a positive integer or null"),
+        ({}, -1, ValueError, r"seed must be an integer in \[0, 4294967295\], got seed=-1"),
+        ({}, "abc", ValueError, "got seed='abc'"),
+        ({}, 2**32, ValueError, "got seed=4294967296"),
+        ({"name": "csv", "path": "???"}, 0, ValueError, "dataset=csv needs dataset.path="),
+        (
+            {"name": "csv", "path": "/no/such.csv"},
+            0,
+            FileNotFoundError,
+            "dataset.path=/no/such.csv: no such file",
+        ),
+    ],
+)
+def test_bad_settings_are_named_before_loading(dataset, seed, error, message):
+    config = {"name": "wine", "n_train": 50, "n_val": 20, **dataset}
+    with pytest.raises(error, match=message):
+        prepare(config, {"name": "none"}, seed=seed)

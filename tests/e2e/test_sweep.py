@@ -25,18 +25,19 @@ from valbench.store.records import (
     remove_partial_writes,
     write_record,
 )
+from valbench.sweeps import group_key_overrides, job_dirname
 
 TINY = ["dataset=wine", "dataset.n_train=40", "progress=false"]
 
 
-def sweep(folder: Path, *overrides: str, background: bool = False):
+def sweep(folder: Path, *overrides: str, background: bool = False, status: int = 0):
     cmd = [sys.executable, "-m", "valbench.runner", "-m", *overrides, f"hydra.sweep.dir={folder}"]
     if background:
         return subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == status, done.stderr[-3000:]
     return done.stdout + done.stderr
 
 
@@ -82,7 +83,11 @@ def test_a_killed_sweep_completes_on_rerun_with_the_same_results(tmp_path):
 
 def test_a_failing_job_records_its_error_and_the_parallel_sweep_goes_on(tmp_path):
     args = ["method=loo", "method.budget=5,null", "seed=0,1", *TINY]
-    sweep(tmp_path, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *args)
+    log = sweep(tmp_path, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *args, status=1)
+    assert f"valbench: 2 job(s) of the sweep in {tmp_path} failed:" in log
+    for seed in (0, 1):
+        job = tmp_path / f"dataset.n_train=40,dataset=wine,method.budget=5,method=loo,seed={seed}"
+        assert f"{job}: BudgetTooSmall: loo: budget 5 is below" in log
     first = records(tmp_path)
     assert len(first) == 4
     for name, record in first.items():
@@ -93,10 +98,45 @@ def test_a_failing_job_records_its_error_and_the_parallel_sweep_goes_on(tmp_path
         else:
             assert record["status"] == "ok" and record["n_evals"] == 41
 
-    log = sweep(tmp_path, *args)  # the basic launcher finds the same job folders
+    log = sweep(tmp_path, *args, status=1)  # the basic launcher finds the same job folders
     assert log.count("its record exists") == 2
     assert log.count("failed: BudgetTooSmall") == 2  # failed jobs are tried again
+    assert "valbench: 2 job(s) of the sweep" in log
     assert records(tmp_path).keys() == first.keys()
+    # the error records of jobs outside this sweep do not fail it
+    log = sweep(tmp_path, "method=loo", "method.budget=null", "seed=0,1", *TINY)
+    assert log.count("its record exists") == 2 and "failed" not in log
+
+
+def test_a_key_of_a_swept_group_applies_to_every_option(tmp_path):
+    """Hydra alone rejects method.budget=5 here, since the default method has no budget."""
+    log = sweep(tmp_path, "method=ame,banzhaf", "method.budget=5", *TINY, status=1)
+    assert "use +method.budget" not in log
+    assert "valbench: 2 job(s) of the sweep" in log
+    for method, minimum in (("ame", 50), ("banzhaf", 64)):
+        job = tmp_path / f"dataset.n_train=40,dataset=wine,method.budget=5,method={method}"
+        assert (
+            f"{job}: BudgetTooSmall: {method}: budget 5 is below this method's minimum of {minimum}"
+            in log
+        )
+        assert read_record(job / RECORD_NAME)["config"]["method.budget"] == 5
+
+
+def test_group_key_overrides_names_options_without_the_key():
+    args = ["-m", "method=ame,banzhaf", "method.budget=5", "seed=0,1", "dataset.n_train=9"]
+    assert group_key_overrides(args) == [*args[:2], "++method.budget=5", *args[3:]]
+    assert group_key_overrides(["method=ame", "method.budget=5"]) == [
+        "method=ame",
+        "method.budget=5",
+    ]
+    with pytest.raises(
+        ValueError,
+        match="method knn_shapley of the sweep method=ame,knn_shapley has no key 'budget'",
+    ):
+        group_key_overrides(["method=ame,knn_shapley", "method.budget=5"])
+    assert (
+        job_dirname(["++method.budget=5", "seed=1", "name=x"], ["name"]) == "method.budget=5,seed=1"
+    )
 
 
 def test_a_record_is_reused_only_with_the_same_config_and_schema(tmp_path):
