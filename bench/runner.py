@@ -29,8 +29,10 @@ from .store.keys import NOT_RESULT_KEYS
 from .store.records import (
     RECORD_NAME,
     SCHEMA_VERSION,
+    arrays_problem,
     as_stored,
     flatten,
+    job_lock,
     read_record,
     remove_partial_writes,
     write_arrays,
@@ -48,13 +50,17 @@ def _result_config(config: dict) -> dict:
 
 
 def finished_record(job_dir: Path, config: dict) -> dict | None:
-    """The job's earlier record if it finished ok, in this schema and with this config; else None."""
+    """The job's earlier record if it finished ok, in this schema and with this config, and its
+    arrays read back with the recorded checksum; else None."""
     path = Path(job_dir) / RECORD_NAME
     old = read_record(path) if path.exists() else None
     if old is None or old.get("status") != "ok" or old.get("schema") != SCHEMA_VERSION:
         return None
     if _result_config(old.get("config") or {}) != _result_config(config):
         log.info("rerunning %s: its record was made with another config", job_dir)
+        return None
+    if problem := arrays_problem(job_dir, old):
+        log.warning("rerunning %s: %s", job_dir, problem)
         return None
     return old
 
@@ -80,6 +86,8 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
     A job whose earlier record finished ok with the same config is skipped, so a rerun of a sweep
     only does what is missing or failed. A failing job writes a record with status "error" and the
     traceback; it raises when `raise_errors` (single runs) and returns the record otherwise (sweeps).
+    The job holds its folder's lock (`job_lock`) throughout, so concurrent identical sweeps run each
+    job once: the second waits for the first and then skips the finished job.
 
     With `budget_c` (a list of c), a method that has a `budget` runs once per c, smallest first, at
     m = `budget_for(c, k, n)` (raised to the method's minimum where it is below it), on one game:
@@ -92,6 +100,12 @@ def run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool
     With `evals.dir` the game's evaluations persist in a store there (bench/store/shards.py), and with
     `evals.shard` the job only trains its shard of the method's samples and records status "shard".
     """
+    with job_lock(job_dir):
+        return _run_job(cfg, Path(job_dir), method_name, raise_errors)
+
+
+def _run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: bool) -> dict:
+    """The body of `run_job`, under the job's lock."""
     from hydra.utils import instantiate
 
     job_dir = Path(job_dir)
@@ -219,7 +233,7 @@ def _value_and_write(
         if getattr(valuation, key) is not None:
             arrays[key] = getattr(valuation, key)
     remove_partial_writes(job_dir)  # left behind by a run that was killed mid-write
-    write_arrays(job_dir, arrays)
+    record["arrays_sha256"] = write_arrays(job_dir, arrays)
     write_record(job_dir, record)
     log.info(
         "%s on %s: auroc=%.3f ap=%.3f n_evals=%s %.1fs",

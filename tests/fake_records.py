@@ -78,7 +78,7 @@ def write_sweep(root: Path, seeds=(0, 1, 2), methods=METHODS) -> list[Path]:
             arrays = {"values": valuation.values, "planted": problem.truth.planted}
             if valuation.selected is not None:
                 arrays["selected"] = valuation.selected
-            write_arrays(job_dir, arrays)
+            record["arrays_sha256"] = write_arrays(job_dir, arrays)
             paths.append(write_record(job_dir, record))
     return paths
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..score import METRIC_KEYS
-from ..store.records import SCHEMA_VERSION, find_records, read_record
+from ..store.records import SCHEMA_VERSION, arrays_problem, find_records, read_record
 from .tables import COST_KEYS
 
 log = logging.getLogger("valbench.report")
@@ -21,7 +21,8 @@ def collect(*dirs) -> pd.DataFrame:
     metrics, costs, `config.*` columns (the flattened run config) and the record's `path`.
 
     Corrupt records and records of another schema version are skipped by name with a warning; a
-    FileNotFoundError says when nothing readable is left.
+    job whose arrays do not read back with the recorded checksum becomes a failed job (status
+    error) whose error names the file. A FileNotFoundError says when nothing readable is left.
     """
     rows, skipped = [], Counter()
     paths = find_records(*dirs)
@@ -39,6 +40,9 @@ def collect(*dirs) -> pd.DataFrame:
             )
             skipped[f"schema {record.get('schema')}"] += 1
             continue
+        if record.get("status") == "ok" and (problem := arrays_problem(path.parent, record)):
+            log.warning("counting %s as failed: %s", path.parent, problem)
+            record.update(status="error", error=problem)
         rows.append(_row(record, path))
     where = ", ".join(map(str, dirs))
     if not rows:
@@ -116,5 +120,5 @@ def write_table(frame: pd.DataFrame, output: Path) -> list[Path]:
 
 
 def report_failures(frame: pd.DataFrame) -> None:
-    for _, row in frame[frame["status"] != "ok"].iterrows():
+    for _, row in frame[frame["status"] == "error"].iterrows():
         print(f"FAILED {row.get('method')} ({row.get('path')}): {row.get('error')}")

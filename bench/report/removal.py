@@ -83,7 +83,11 @@ def removal_table(jobs: pd.DataFrame, fractions=FRACTIONS) -> pd.DataFrame:
             problem = build_problem(OmegaConf.create(unflatten(config)))
             games[key] = problem.truth.planted, removal_game(problem)
         planted, game = games[key]
-        arrays = read_arrays(job_dir)
+        try:
+            arrays = read_arrays(job_dir)
+        except ValueError as err:
+            log.warning("no removal curve for %s: %s", job_dir, err)
+            continue
         if not np.array_equal(arrays["planted"], planted):
             log.warning("no removal curve for %s: its data rebuild differently now", job_dir)
             continue

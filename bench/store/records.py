@@ -1,13 +1,23 @@
-"""Result records: one JSON file per job, written atomically; reading them back, skipping bad ones."""
+"""Result records: one JSON file per job, written atomically; reading them back, skipping bad ones.
+
+A job's record holds the SHA-256 of its arrays file (`arrays_sha256`), so a job counts as finished
+only when both read back (`arrays_problem`). Files are created with the user's umask. A job folder's
+lock file (`job_lock`) lets concurrent identical sweeps share the work instead of each redoing it.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import io
 import json
 import logging
 import math
 import os
-import tempfile
+import socket
+import uuid
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +26,7 @@ SCHEMA_VERSION = 1
 RECORD_NAME = "result.json"
 # A job's arrays: values, planted mask, and stderr / selected when the method has them.
 ARRAYS_NAME = "valuation.npz"
+LOCK_NAME = ".lock"
 log = logging.getLogger(__name__)
 
 
@@ -63,18 +74,20 @@ def as_stored(obj):
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
+    """Write `data` to `path` so that readers see the old file or the whole new one, never a part.
+    The file gets mode 0o666 less the user's umask, like any file the user creates."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -86,19 +99,67 @@ def remove_partial_writes(folder: Path) -> list[Path]:
     return stale
 
 
-def write_arrays(job_dir: Path, arrays: dict) -> Path:
-    """Save a job's arrays (`values`, `planted`, ...) compressed and atomically in `job_dir`."""
+def write_arrays(job_dir: Path, arrays: dict) -> str:
+    """Save a job's arrays (`values`, `planted`, ...) compressed and atomically in `job_dir`;
+    returns the file's SHA-256 (hex), for the record's `arrays_sha256`."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    path = Path(job_dir) / ARRAYS_NAME
-    write_atomic(path, buf.getvalue())
-    return path
+    write_atomic(Path(job_dir) / ARRAYS_NAME, buf.getvalue())
+    return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
 def read_arrays(job_dir: Path) -> dict[str, np.ndarray]:
-    """The arrays a job saved with `write_arrays` (FileNotFoundError when it saved none)."""
-    with np.load(Path(job_dir) / ARRAYS_NAME) as data:
-        return {key: data[key] for key in data.files}
+    """The arrays a job saved with `write_arrays`: FileNotFoundError when it saved none, a
+    ValueError naming the file when it does not read back (truncated, empty, not an NPZ)."""
+    path = Path(job_dir) / ARRAYS_NAME
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} does not read back ({type(err).__name__}: {err})") from None
+
+
+def arrays_problem(job_dir: Path, record: dict) -> str | None:
+    """Why the arrays of a finished job (status ok) are unusable, naming the file, or None when
+    they match the record's `arrays_sha256` (records without one: when the file reads back)."""
+    path = Path(job_dir) / ARRAYS_NAME
+    if not path.is_file():
+        return f"{path} is missing"
+    expected = record.get("arrays_sha256")
+    if expected is None:
+        try:
+            read_arrays(job_dir)
+        except ValueError as err:
+            return str(err)
+        return None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != expected:
+        return f"{path} does not match its record's checksum (sha256 {digest[:12]}, recorded {expected[:12]})"
+    return None
+
+
+@contextmanager
+def job_lock(job_dir: Path):
+    """Hold `job_dir`/.lock (an exclusive flock) while a job runs: a second process that runs the
+    same job waits, logging who holds it, and then finds the job finished. The kernel releases the
+    lock when its holder dies, so a killed sweep leaves no stale lock."""
+    path = Path(job_dir) / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            log.info("waiting for %s: %s is running this job", job_dir, holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def write_record(job_dir: Path, record: dict) -> Path:

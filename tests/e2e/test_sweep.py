@@ -15,6 +15,8 @@ import pytest
 from hydra.utils import instantiate
 
 from valbench.problem import compose
+from valbench.report.cli import main as report_main
+from valbench.report.collect import collect
 from valbench.runner import finished_record
 from valbench.score import METRIC_KEYS
 from valbench.store.records import (
@@ -23,6 +25,7 @@ from valbench.store.records import (
     read_arrays,
     read_record,
     remove_partial_writes,
+    write_arrays,
     write_record,
 )
 from valbench.sweeps import group_key_overrides, job_dirname
@@ -141,7 +144,9 @@ def test_group_key_overrides_names_options_without_the_key():
 
 def test_a_record_is_reused_only_with_the_same_config_and_schema(tmp_path):
     config = {"seed": 0, "method.budget": None, "progress": True, "dataset.n_train": 40}
-    write_record(tmp_path, {"schema": SCHEMA_VERSION, "status": "ok", "config": config})
+    digest = write_arrays(tmp_path, {"values": np.zeros(3)})
+    ok = {"schema": SCHEMA_VERSION, "status": "ok", "config": config, "arrays_sha256": digest}
+    write_record(tmp_path, ok)
     assert finished_record(tmp_path, config)["status"] == "ok"
     assert finished_record(tmp_path, {**config, "progress": False}) is not None
     assert finished_record(tmp_path, {**config, "dataset.n_train": 50}) is None
@@ -150,6 +155,45 @@ def test_a_record_is_reused_only_with_the_same_config_and_schema(tmp_path):
     write_record(tmp_path, {"schema": SCHEMA_VERSION, "status": "error", "config": config})
     assert finished_record(tmp_path, config) is None
     assert finished_record(tmp_path / "nothing", config) is None
+
+
+def test_a_job_with_damaged_arrays_is_rerun_and_named_by_collect_and_plot(tmp_path, caplog):
+    args = ["method=random,loo", "seed=0", *TINY]
+    sweep(tmp_path, *args)
+    table = tmp_path / "report" / "results"
+    assert report_main(["collect", str(tmp_path), "-o", str(table)]) == 0
+    job = next(p.parent for p in tmp_path.rglob(RECORD_NAME) if "method=loo" in p.parent.name)
+    npz = job / "valuation.npz"
+    npz.write_bytes(b"")  # a 0-byte file, as a full disk leaves it
+
+    frame = collect(tmp_path)  # names the file, counts the job as failed, goes on
+    failed = frame[frame["status"] == "error"]
+    assert failed["path"].tolist() == [str(job / RECORD_NAME)]
+    assert f"{npz} does not match its record's checksum" in failed["error"].iloc[0]
+    assert f"counting {job} as failed" in caplog.text
+    caplog.clear()
+    figures = tmp_path / "figures"  # from the table collected before the damage
+    assert report_main(["plot", str(table) + ".parquet", "-o", str(figures), "--no-removal"]) == 0
+    assert (figures / "quality.png").exists() and f"{npz} does not read back" in caplog.text
+
+    log = sweep(tmp_path, *args)  # the rerun redoes the job
+    assert log.count("its record exists") == 1
+    assert f"rerunning {job}: {npz} does not match its record's checksum" in log
+    assert len(read_arrays(job)["values"]) == 40
+
+
+def test_identical_sweeps_started_together_run_each_job_once(tmp_path):
+    args = ["method=loo", "seed=0,1,2", *TINY]
+    cmd = [sys.executable, "-m", "valbench.runner", "-m", *args, f"hydra.sweep.dir={tmp_path}"]
+    runs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    logs = "".join(run.communicate(timeout=300)[0] for run in runs)
+    assert [run.returncode for run in runs] == [0, 0], logs[-3000:]
+    assert logs.count("loo on wine: auroc=") == 3, logs[-3000:]  # each job trained once
+    assert logs.count("its record exists") == 3
+    assert all(r["status"] == "ok" for r in records(tmp_path).values())
 
 
 def test_partial_writes_of_a_killed_job_are_removed(tmp_path):
