@@ -17,6 +17,11 @@ records it). A row the baseline lacks is NEW (passes, so adding a method to the 
 --update). A baseline row the sweep no longer produces is MISSING and FAILS: the sweep changed or a
 method stopped finishing, and the baseline must be updated on purpose. A failed job fails the check.
 Exit status: 0 pass, 1 regression / missing / failed job, 2 bad input.
+
+The baseline is read and validated (exists, not empty, the right columns, at least one row) before
+any job runs. It records the torch, scikit-learn and numpy versions it was made with; where they
+differ from the running ones the check prints both (numbers may drift across versions; the
+tolerances above decide, as for any other difference).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..engine.device import device_name
+from ..engine.device import device_name, versions
 from .collect import load_table, report_failures
 from .markdown import markdown_table
 from .tables import summarize
@@ -47,10 +52,12 @@ BASELINE_COLUMNS = [
     "n_evals",
     "seconds",
 ]
+VERSION_KEYS = ("torch", "scikit-learn", "numpy")  # recorded in a baseline, compared by `drift`
 
 
-def run_sweep(experiment: str, sweep_dir: Path) -> None:
-    """`valbench -m experiment=EXPERIMENT` with its sweep folder at `sweep_dir` (a subprocess)."""
+def run_sweep(experiment: str, sweep_dir: Path) -> int:
+    """`valbench -m experiment=EXPERIMENT` with its sweep folder at `sweep_dir` (a subprocess);
+    its exit status (1 when a job failed)."""
     cmd = [
         sys.executable,
         "-m",
@@ -60,30 +67,56 @@ def run_sweep(experiment: str, sweep_dir: Path) -> None:
         f"hydra.sweep.dir={sweep_dir}",
     ]
     print("running", " ".join(cmd[2:]), flush=True)
-    subprocess.run(cmd, check=True)
+    return subprocess.run(cmd).returncode
 
 
 def baseline_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """The baseline's columns of a summary, one row per method x setting, sorted."""
+    """The baseline's columns of a summary, one row per method x setting, sorted, with the device
+    and the running VERSION_KEYS."""
     missing = [c for c in BASELINE_COLUMNS if c not in summary]
     if missing:
         raise ValueError(f"the results lack column(s) {missing} that a baseline needs")
     rows = summary[BASELINE_COLUMNS].sort_values(KEY).reset_index(drop=True)
-    return rows.assign(device=device_name("cpu"))
+    return rows.assign(device=device_name("cpu"), **{k: versions()[k] for k in VERSION_KEYS})
 
 
 def read_baseline(path: Path) -> pd.DataFrame:
-    """A baseline CSV, checked for its columns and for duplicate rows."""
-    if not path.exists():
+    """A baseline CSV, checked to exist, to have the baseline's columns and at least one row, and
+    no duplicate rows; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"no baseline {path}; make one with --update")
-    baseline = pd.read_csv(path)
+    try:
+        baseline = pd.read_csv(path, dtype=dict.fromkeys(VERSION_KEYS, str))
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"baseline {path} is empty; rewrite it with --update") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"baseline {path} is not a CSV table ({err})") from None
     missing = [c for c in BASELINE_COLUMNS if c not in baseline]
     if missing:
         raise ValueError(f"baseline {path} lacks column(s) {missing}; rewrite it with --update")
+    if baseline.empty:
+        raise ValueError(
+            f"baseline {path} has a header but no rows (every row would pass as NEW); "
+            "rewrite it with --update"
+        )
     duplicated = baseline[baseline.duplicated(KEY)]
     if not duplicated.empty:
         raise ValueError(f"baseline {path} has duplicate rows: {duplicated[KEY].values.tolist()}")
     return baseline
+
+
+def drift(baseline: pd.DataFrame) -> list[str]:
+    """One line per package of VERSION_KEYS: the baseline's version and the running one, marked
+    where they differ."""
+    lines, running = [], versions()
+    for key in VERSION_KEYS:
+        recorded = sorted(baseline[key].dropna().astype(str).unique()) if key in baseline else []
+        made = ", ".join(recorded) or "not recorded"
+        same = recorded == [str(running[key])]
+        mark = "" if same else "  <- differs: numbers may drift; the tolerances decide"
+        lines.append(f"{key}: baseline {made}, running {running[key]}{mark}")
+    return lines
 
 
 def compare(
@@ -154,14 +187,15 @@ def run_check(
     evals_factor: float = EVALS_FACTOR,
     time_factor: float = TIME_FACTOR,
 ) -> int:
-    """The `check` command: sweep (unless `results` are given), compare or `update`; exit code."""
+    """The `check` command: validate the baseline, sweep (unless `results` are given), compare or
+    `update`; exit code."""
+    old = None if update else read_baseline(baseline)  # before any job runs
     with tempfile.TemporaryDirectory(prefix="valbench-check-") as tmp:
         if results is None:
             folder = Path(sweep_dir) if sweep_dir else Path(tmp)
-            try:
-                run_sweep(experiment, folder)
-            except subprocess.CalledProcessError as err:
-                print(f"FAILED: the {experiment} sweep exited with status {err.returncode}")
+            status = run_sweep(experiment, folder)
+            if status != 0 and not any(folder.rglob("result.json")):
+                print(f"FAILED: the {experiment} sweep exited with status {status}, no job ran")
                 return 1
             results = [folder]
         frame = load_table(results)
@@ -176,8 +210,9 @@ def run_check(
         current.to_csv(baseline, index=False, float_format="%.6g")
         print(f"baseline {baseline} rewritten with {len(current)} rows")
         return 0
-    comparison = compare(current, read_baseline(baseline), tolerance, evals_factor, time_factor)
+    comparison = compare(current, old, tolerance, evals_factor, time_factor)
     print(comparison_markdown(comparison))
+    print("\nversions: " + "\n          ".join(drift(old)))
     bad = comparison["status"].isin(["REGRESSED", "MISSING"])
     counts = ", ".join(f"{n} {s}" for s, n in comparison["status"].value_counts().items())
     print(

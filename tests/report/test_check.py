@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from valbench.report.check import MIN_SECONDS, compare, read_baseline
+from valbench.engine.device import versions
+from valbench.report.check import (
+    BASELINE_COLUMNS,
+    MIN_SECONDS,
+    QUALITY_KEYS,
+    baseline_rows,
+    compare,
+    read_baseline,
+)
 from valbench.report.cli import main
+from valbench.report.collect import load_table
+from valbench.report.tables import summarize
 from valbench.store.records import SCHEMA_VERSION, write_record
 
 BASELINE = Path(__file__).resolve().parents[2] / "results" / "baselines" / "ci.csv"
@@ -18,12 +29,17 @@ BASELINE = Path(__file__).resolve().parents[2] / "results" / "baselines" / "ci.c
 
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
-    """The real CI check, run once: its sweep folder and its output."""
-    folder = tmp_path_factory.mktemp("ci")
+    """The real CI check, run once: its sweep folder and its output. With VALBENCH_CI_SWEEP=DIR
+    (.ci/run sets it after `make check` swept into DIR) the check compares that sweep, and the
+    CI sweep runs once per CI run, not twice."""
     cmd = [sys.executable, "-m", "valbench.report", "check", "--baseline", str(BASELINE)]
-    done = subprocess.run(
-        [*cmd, "--sweep-dir", str(folder)], capture_output=True, text=True, timeout=600
-    )
+    if os.environ.get("VALBENCH_CI_SWEEP"):
+        folder = Path(os.environ["VALBENCH_CI_SWEEP"])
+        args = ["--results", str(folder)]
+    else:
+        folder = tmp_path_factory.mktemp("ci")
+        args = ["--sweep-dir", str(folder)]
+    done = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=600)
     return folder, done
 
 
@@ -90,18 +106,44 @@ def test_a_failed_job_fails_the_check_and_blocks_an_update(ci_run, tmp_path, cap
 def test_update_rewrites_the_baseline_from_the_sweep(ci_run, tmp_path):
     new = tmp_path / "baselines" / "ci.csv"
     assert main(["check", "--baseline", str(new), "--update", "--results", str(ci_run[0])]) == 0
-    fresh, committed = read_baseline(new), read_baseline(BASELINE)
-    same = ["method", "setting", "seeds", "n_evals"]
-    pd.testing.assert_frame_equal(fresh[same], committed[same])
-    pd.testing.assert_frame_equal(fresh[["auroc", "ap"]], committed[["auroc", "ap"]], atol=1e-5)
+    fresh = read_baseline(new)
+    sweep = baseline_rows(summarize(load_table([ci_run[0]]), metrics=QUALITY_KEYS))
+    pd.testing.assert_frame_equal(fresh, sweep, rtol=1e-5)  # written with 6 significant digits
+    assert (fresh["torch"] == versions()["torch"]).all()
+    # the fresh numbers agree with the committed baseline within the check's own tolerances
+    assert compare(fresh, read_baseline(BASELINE))["status"].isin(["ok", "improved"]).all()
 
 
-def test_bad_baselines_are_reported(tmp_path, ci_run, capsys):
-    assert check(tmp_path / "none.csv", ci_run[0]) == 2
-    assert "no baseline" in capsys.readouterr().err
-    (tmp_path / "bad.csv").write_text("method,auroc\nloo,0.5\n")
-    assert check(tmp_path / "bad.csv", ci_run[0]) == 2
-    assert "lacks column(s)" in capsys.readouterr().err
+def test_version_drift_is_shown_and_the_tolerances_decide(ci_run, tmp_path, capsys):
+    running = versions()
+    drifted = doctor(tmp_path, lambda b: b.assign(torch="2.13.0", numpy=running["numpy"]))
+    assert check(drifted, ci_run[0]) == 0
+    out = capsys.readouterr().out
+    assert f"torch: baseline 2.13.0, running {running['torch']}  <- differs" in out
+    assert f"numpy: baseline {running['numpy']}, running {running['numpy']}\n" in out
+    worse = doctor(tmp_path, lambda b: b.assign(torch="2.13.0", auroc=b["auroc"] + 0.1))
+    assert check(worse, ci_run[0]) == 1
+    assert "torch: baseline 2.13.0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no baseline {path}"),
+        ("", "baseline {path} is empty"),
+        (",".join(BASELINE_COLUMNS) + "\n", "baseline {path} has a header but no rows"),
+        ("method,auroc\nloo,0.5\n", "baseline {path} lacks column(s)"),
+        ('method,"auroc\n', "baseline {path} is not a CSV table"),
+    ],
+)
+def test_a_bad_baseline_fails_before_any_job_runs(tmp_path, capsys, content, message):
+    path, sweep = tmp_path / "ci.csv", tmp_path / "sweep"
+    if content is not None:
+        path.write_text(content)
+    assert main(["check", "--baseline", str(path), "--sweep-dir", str(sweep)]) == 2
+    out = capsys.readouterr()
+    assert message.format(path=path) in out.err
+    assert not sweep.exists() and "running" not in out.out
 
 
 def _rows(**values) -> pd.DataFrame:
