@@ -18,6 +18,9 @@ import logging
 import sys
 from pathlib import Path
 
+import pandas as pd
+
+from ..score import METRIC_KEYS
 from .collect import collect, load_table, report_failures, write_table
 from .tables import ok_jobs, summarize, to_latex, to_markdown
 
@@ -26,6 +29,10 @@ def _cmd_collect(args) -> int:
     frame = collect(*args.dirs)
     paths = write_table(frame, args.output)
     print(f"{len(frame)} records ({len(ok_jobs(frame))} ok) -> {paths[0]} and {paths[1]}")
+    report_failures(frame)
+    if ok_jobs(frame).empty:
+        print("valbench-report: no job finished (status ok): nothing to show", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -93,9 +93,9 @@ def summarize(frame: pd.DataFrame, metrics=None) -> pd.DataFrame:
 
     Key columns: `method`, `base`, `setting`, the base keys and the varying config columns.
     """
-    jobs = label_jobs(frame)
-    if jobs.empty:
+    if ok_jobs(frame).empty:
         raise ValueError("no job finished (status ok): nothing to summarise")
+    jobs = label_jobs(frame)
     metrics = list(metrics or quality_metrics(jobs))
     variants = variant_columns(frame)
     keys = ["method", "base", "setting", *BASE_KEYS, *variants]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from valbench.report.readme import blocks, render
 from valbench.report.cli import main
+from valbench.report.readme import blocks, render
 
 ROOT = Path(__file__).resolve().parents[2]
 MEASURED = re.compile(r"[\s*±/–,-]*\d*\.\d+[\s*±/–,.\d-]*")  # '0.983', '**0.19** / 0.09 ± 0.1'

@@ -99,6 +99,34 @@ def test_a_folder_without_records_is_an_error(tmp_path, capsys):
     assert main(["table", str(tmp_path / "missing.parquet")]) == 2
 
 
+def test_commands_with_nothing_to_show_exit_non_zero(tmp_path, capsys):
+    """A sweep in which no job finished: every command says so and exits non-zero."""
+    for seed in (0, 1):
+        record = {"schema": SCHEMA_VERSION, "status": "error", "method": "ame", "seed": seed}
+        write_record(tmp_path / f"seed={seed}", record | {"error": "BudgetTooSmall: ame: 5"})
+    out = tmp_path / "report" / "results"
+    assert main(["collect", str(tmp_path), "-o", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count("FAILED ame") == 2 and "BudgetTooSmall: ame: 5" in captured.out
+    assert "no job finished (status ok): nothing to show" in captured.err
+    assert out.with_suffix(".parquet").exists()  # the failures are in the table
+    for command in (["table"], ["plot", "--no-removal"], ["sv-error"]):
+        assert main([command[0], str(out.with_suffix(".parquet")), *command[1:]]) == 2
+        assert "no job finished" in capsys.readouterr().err
+    assert main(["agreement", str(tmp_path)]) == 2
+    assert "no records with info['agreement']" in capsys.readouterr().err
+
+
+def test_table_metrics_are_checked_by_name(sweep, capsys):
+    assert main(["table", str(sweep), "--metrics", "auroc,precision_at_k"]) == 0
+    assert "| auroc | precision_at_k | n_evals |" in capsys.readouterr().out
+    assert main(["table", str(sweep), "--metrics", "auroc,aucroc"]) == 2
+    assert (
+        "--metrics 'auroc,aucroc': unknown ['aucroc']; allowed: auroc, ap"
+        in capsys.readouterr().err
+    )
+
+
 def test_corrupt_and_foreign_schema_records_are_skipped_by_name(sweep, tmp_path, caplog):
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "result.json").write_text('{"schema": 1, "status": "o')
