@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 
 QUICKSTART = multirun/quickstart/report
 
-.PHONY: bench check test lint readme install clean
+.PHONY: bench check test test-all lint readme install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,16 @@ bench: $(STAMP)
 	$(BIN)/valbench-report plot $(QUICKSTART)/results.parquet -o $(QUICKSTART)/figures
 
 # The CI regression check: the ci sweep against the committed baseline (exit 1 on a regression).
+# CHECK_ARGS: e.g. "--sweep-dir DIR" to keep the sweep (.ci/run hands it to the tests).
 check: $(STAMP)
-	$(BIN)/valbench-report check --baseline results/baselines/ci.csv
+	$(BIN)/valbench-report check --baseline results/baselines/ci.csv $(CHECK_ARGS)
 
+# The tests without those marked slow (whole sweeps in subprocesses, the CI sweep, iterative
+# solvers): a few minutes on 2 cores. test-all runs every test, as CI does.
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # Every README table from its committed results file (the <!-- valbench-table: PATH --> blocks).

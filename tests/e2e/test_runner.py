@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 import valbench
 from valbench.problem import compose
+from valbench.report.collect import collect
 from valbench.runner import run_job
+from valbench.store.records import write_record
+from valbench.sweeps import SweepOutcome
 
 SMALL = [
     "dataset=digits",
@@ -105,3 +110,40 @@ def test_valbench_command_runs_a_sweep(tmp_path):
         text=True,
     ).stdout
     assert "| loo | 1 |" in table and "| random | 1 |" in table
+
+
+def test_a_finished_job_whose_arrays_are_damaged_is_rerun(tmp_path, caplog):
+    cfg = compose([*SMALL, "method=loo"])
+    first = run_job(cfg, tmp_path, "loo")
+    npz = tmp_path / "valuation.npz"
+    npz.write_bytes(b"")  # what a full disk leaves
+    assert collect(tmp_path)["status"].tolist() == ["error"]  # collect names it, see test_sweep
+    with caplog.at_level(logging.INFO, logger="valbench"):
+        again = run_job(cfg, tmp_path, "loo")
+    assert f"rerunning {tmp_path}: {npz} does not match its record's checksum" in caplog.text
+    assert again["auroc"] == first["auroc"] and again["arrays_sha256"] == first["arrays_sha256"]
+    assert collect(tmp_path)["status"].tolist() == ["ok"]
+
+
+def test_the_end_of_a_sweep_names_the_jobs_that_failed_in_it(tmp_path, capsys):
+    """SweepOutcome (a Hydra callback): records written during the sweep, not earlier ones."""
+    error = {"schema": 1, "status": "error"}
+    write_record(tmp_path / "earlier", error | {"error": "ValueError: an earlier sweep"})
+    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    outcome = SweepOutcome()
+    outcome.on_multirun_start(cfg)
+    write_record(tmp_path / "a", error | {"error": "BudgetTooSmall: loo: budget 5\nmore lines"})
+    write_record(tmp_path / "ok", {"schema": 1, "status": "ok"})
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "result.json").write_text('{"sch')
+    with pytest.raises(SystemExit) as ended:
+        outcome.on_multirun_end(cfg)
+    assert ended.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"valbench: 2 job(s) of the sweep in {tmp_path} failed:",
+        f"  {tmp_path / 'a'}: BudgetTooSmall: loo: budget 5",
+        f"  {tmp_path / 'cut'}: its record {tmp_path / 'cut' / 'result.json'} does not read back",
+    ]
+    outcome.on_multirun_start(cfg)  # a rerun that only skips finished jobs ends quietly
+    outcome.on_multirun_end(cfg)
+    assert capsys.readouterr().err == ""

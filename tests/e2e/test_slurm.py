@@ -14,6 +14,7 @@ import pytest
 from valbench.store.records import RECORD_NAME, read_arrays, read_record
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+pytestmark = pytest.mark.slow  # each job starts a Python process: about a minute per test
 
 AME = ["dataset=wine", "dataset.n_train=40", "method=ame", "method.budget=100", "progress=false"]
 LOCAL = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]

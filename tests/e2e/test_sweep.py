@@ -48,6 +48,7 @@ def records(folder: Path) -> dict[str, dict]:
     return {p.parent.name: read_record(p) for p in sorted(folder.rglob(RECORD_NAME))}
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_completes_on_rerun_with_the_same_results(tmp_path):
     args = ["method=loo", "seed=0,1,2,3,4,5", *TINY]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
@@ -84,6 +85,7 @@ def test_a_killed_sweep_completes_on_rerun_with_the_same_results(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_a_failing_job_records_its_error_and_the_parallel_sweep_goes_on(tmp_path):
     args = ["method=loo", "method.budget=5,null", "seed=0,1", *TINY]
     log = sweep(tmp_path, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *args, status=1)
@@ -111,6 +113,7 @@ def test_a_failing_job_records_its_error_and_the_parallel_sweep_goes_on(tmp_path
     assert log.count("its record exists") == 2 and "failed" not in log
 
 
+@pytest.mark.slow
 def test_a_key_of_a_swept_group_applies_to_every_option(tmp_path):
     """Hydra alone rejects method.budget=5 here, since the default method has no budget."""
     log = sweep(tmp_path, "method=ame,banzhaf", "method.budget=5", *TINY, status=1)
@@ -157,6 +160,7 @@ def test_a_record_is_reused_only_with_the_same_config_and_schema(tmp_path):
     assert finished_record(tmp_path / "nothing", config) is None
 
 
+@pytest.mark.slow
 def test_a_job_with_damaged_arrays_is_rerun_and_named_by_collect_and_plot(tmp_path, caplog):
     args = ["method=random,loo", "seed=0", *TINY]
     sweep(tmp_path, *args)
@@ -182,6 +186,7 @@ def test_a_job_with_damaged_arrays_is_rerun_and_named_by_collect_and_plot(tmp_pa
     assert len(read_arrays(job)["values"]) == 40
 
 
+@pytest.mark.slow
 def test_identical_sweeps_started_together_run_each_job_once(tmp_path):
     args = ["method=loo", "seed=0,1,2", *TINY]
     cmd = [sys.executable, "-m", "valbench.runner", "-m", *args, f"hydra.sweep.dir={tmp_path}"]

@@ -32,6 +32,7 @@ def exact(wine):
     return (final, *exact_leave_one_out(final, xv, yv))
 
 
+@pytest.mark.slow
 def test_one_step_is_grad_dot_and_many_steps_are_leave_one_out(wine, exact):
     final, actual, own = exact
     # one small gradient step without point i moves theta by lr g_i / n: to first order, Grad-Dot

@@ -45,6 +45,7 @@ def test_explicit_influence_predicts_leave_one_out_retraining(wine, exact):
         assert 0.8 < slope < 1.4  # measured 0.99-1.26: removal also lowers the curvature
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["queries", "val", "self"])
 def test_cg_and_lissa_match_the_explicit_solve(wine, exact, target):
     final, _ = exact
@@ -63,6 +64,7 @@ def test_cg_and_lissa_match_the_explicit_solve(wine, exact, target):
         assert (want < 0).all()  # minus a positive-definite quadratic form
 
 
+@pytest.mark.slow
 def test_stochastic_lissa_is_seeded_and_close(wine, exact):
     final, _ = exact
     method = Influence(target="val", solver="lissa", damping=0.01, max_iter=300, batch_size=20)
@@ -72,6 +74,7 @@ def test_stochastic_lissa_is_seeded_and_close(wine, exact):
     assert np.corrcoef(first, want)[0, 1] > 0.95
 
 
+@pytest.mark.slow
 def test_negative_curvature_and_divergence_are_reported(wine, exact):
     final, _ = exact
     with pytest.raises(ValueError, match="not positive definite"):

@@ -54,6 +54,7 @@ def doctor(tmp_path: Path, change) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_ci_sweep_passes_on_the_committed_baseline(ci_run):
     folder, done = ci_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -62,6 +63,7 @@ def test_the_ci_sweep_passes_on_the_committed_baseline(ci_run):
     assert all(row.endswith("| ok |") for row in rows), rows
 
 
+@pytest.mark.slow
 def test_a_doctored_quality_fails_the_check(ci_run, tmp_path, capsys):
     def raise_loo(b):
         return b.assign(auroc=b["auroc"] + 0.1 * (b["method"] == "loo"))
@@ -71,6 +73,7 @@ def test_a_doctored_quality_fails_the_check(ci_run, tmp_path, capsys):
     assert out.count("REGRESSED: auroc -0.100 < -0.02") == 2
 
 
+@pytest.mark.slow
 def test_more_evaluations_than_the_baseline_fail_the_check(ci_run, tmp_path, capsys):
     def halve(b):
         return b.assign(n_evals=b["n_evals"] // 2)
@@ -79,11 +82,13 @@ def test_more_evaluations_than_the_baseline_fail_the_check(ci_run, tmp_path, cap
     assert "n_evals 61 > 1.1 x 30" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_row_missing_from_the_baseline_is_new_not_a_failure(ci_run, tmp_path, capsys):
     assert check(doctor(tmp_path, lambda b: b.iloc[1:]), ci_run[0]) == 0
     assert "NEW: not in the baseline" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_baseline_row_the_sweep_no_longer_makes_fails(ci_run, tmp_path, capsys):
     def add_row(b):
         return pd.concat([b, b.iloc[:1].assign(method="gone")])
@@ -92,6 +97,7 @@ def test_a_baseline_row_the_sweep_no_longer_makes_fails(ci_run, tmp_path, capsys
     assert "MISSING: the sweep no longer produces it" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_failed_job_fails_the_check_and_blocks_an_update(ci_run, tmp_path, capsys):
     failed = tmp_path / "failed"
     record = {"schema": SCHEMA_VERSION, "status": "error", "method": "loo", "error": "boom"}
@@ -103,6 +109,7 @@ def test_a_failed_job_fails_the_check_and_blocks_an_update(ci_run, tmp_path, cap
     assert not (tmp_path / "new.csv").exists()
 
 
+@pytest.mark.slow
 def test_update_rewrites_the_baseline_from_the_sweep(ci_run, tmp_path):
     new = tmp_path / "baselines" / "ci.csv"
     assert main(["check", "--baseline", str(new), "--update", "--results", str(ci_run[0])]) == 0
@@ -114,6 +121,7 @@ def test_update_rewrites_the_baseline_from_the_sweep(ci_run, tmp_path):
     assert compare(fresh, read_baseline(BASELINE))["status"].isin(["ok", "improved"]).all()
 
 
+@pytest.mark.slow
 def test_version_drift_is_shown_and_the_tolerances_decide(ci_run, tmp_path, capsys):
     running = versions()
     drifted = doctor(tmp_path, lambda b: b.assign(torch="2.13.0", numpy=running["numpy"]))
