@@ -13,8 +13,8 @@ import pytest
 from valbench.engine.device import versions
 from valbench.report.check import (
     BASELINE_COLUMNS,
+    CHECKED_KEYS,
     MIN_SECONDS,
-    QUALITY_KEYS,
     baseline_rows,
     compare,
     read_baseline,
@@ -114,7 +114,7 @@ def test_update_rewrites_the_baseline_from_the_sweep(ci_run, tmp_path):
     new = tmp_path / "baselines" / "ci.csv"
     assert main(["check", "--baseline", str(new), "--update", "--results", str(ci_run[0])]) == 0
     fresh = read_baseline(new)
-    sweep = baseline_rows(summarize(load_table([ci_run[0]]), metrics=QUALITY_KEYS))
+    sweep = baseline_rows(summarize(load_table([ci_run[0]]), metrics=CHECKED_KEYS))
     pd.testing.assert_frame_equal(fresh, sweep, rtol=1e-5)  # written with 6 significant digits
     assert (fresh["torch"] == versions()["torch"]).all()
     # the fresh numbers agree with the committed baseline within the check's own tolerances

@@ -24,7 +24,13 @@ from valbench.report.sv_error import (
     to_markdown,
 )
 from valbench.runner import run_job
-from valbench.store.records import read_arrays, write_arrays
+from valbench.store.records import (
+    RECORD_NAME,
+    read_arrays,
+    read_record,
+    write_arrays,
+    write_record,
+)
 
 # A tiny poison problem: 30 players, 3 of them poisoned, accuracy on 20 triggered queries.
 TINY = [
@@ -225,20 +231,26 @@ def test_a_reference_of_another_problem_does_not_match(sweep, tmp_path):
         error_table(frame)
 
 
+def rewrite(job: Path, arrays: dict) -> None:
+    """Replace a job's arrays and the checksum its record holds (a consistent, different job)."""
+    record = read_record(job / RECORD_NAME)
+    write_record(job, {**record, "arrays_sha256": write_arrays(job, arrays)})
+
+
 def test_mismatched_players_raise(sweep, tmp_path):
     folder = run(tmp_path / "est", "mc_shapley", 60, 0)
     ref = run(tmp_path / "ref", "sv_reference", 200, 0)
     arrays = read_arrays(ref)
-    write_arrays(ref, {**arrays, "values": arrays["values"][:-1], "stderr": arrays["stderr"][:-1]})
+    rewrite(ref, {**arrays, "values": arrays["values"][:-1], "stderr": arrays["stderr"][:-1]})
     with pytest.raises(
         ValueError, match=r"values of shape \(30,\) but its reference .* has \(29,\)"
     ):
         error_table(collect(tmp_path))
     arrays["planted"] = np.roll(arrays["planted"], 1)
-    write_arrays(ref, arrays)
+    rewrite(ref, arrays)
     with pytest.raises(ValueError, match="plant different points: not the same problem"):
         error_table(collect(tmp_path))
-    write_arrays(ref, {**arrays, "values": np.zeros(30)})
+    rewrite(ref, {**arrays, "values": np.zeros(30)})
     with pytest.raises(ValueError, match="all-zero values"):
         error_table(collect(tmp_path))
     assert folder.exists()
