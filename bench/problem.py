@@ -98,16 +98,21 @@ def load_problem(
     return build_problem(cfg)
 
 
-def method_config(name: str) -> DictConfig:
-    """conf/method/NAME.yaml composed by Hydra (so its defaults list, e.g. ame_knockoff's
-    `defaults: [ame]`, applies), or a ValueError listing the methods that exist."""
+def group_config(group: str, name: str) -> DictConfig:
+    """conf/GROUP/NAME.yaml composed by Hydra (so its defaults list, e.g. ame_knockoff's
+    `defaults: [ame]`, applies), or a ValueError listing the options that exist."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    if name not in options("method"):
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(options('method'))}")
+    if name not in options(group):
+        raise ValueError(f"unknown {group} {name!r}; available: {', '.join(options(group))}")
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        return hydra_compose(f"method/{name}").method
+        return hydra_compose(f"{group}/{name}")[group]
+
+
+def method_config(name: str) -> DictConfig:
+    """conf/method/NAME.yaml composed by Hydra (see `group_config`)."""
+    return group_config("method", name)
 
 
 def make_method(name: str, **params):

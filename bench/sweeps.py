@@ -13,19 +13,23 @@
 from __future__ import annotations
 
 import sys
-from importlib import resources
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .problem import CONFIG_MODULE, GROUPS
+from .problem import GROUPS, group_config
 from .store.records import RECORD_NAME, read_record
 
+_ABSENT = object()
 
-def _option_keys(group: str, name: str) -> DictConfig | None:
-    path = resources.files(CONFIG_MODULE).joinpath(group, f"{name}.yaml")
-    return OmegaConf.create(path.read_text()) if path.is_file() else None
+
+def _composed(group: str, name: str) -> DictConfig | None:
+    """The option's composed config; None for a name Hydra will report itself."""
+    try:
+        return group_config(group, name)
+    except ValueError:
+        return None
 
 
 def group_key_overrides(args: list[str]) -> list[str]:
@@ -55,7 +59,7 @@ def group_key_overrides(args: list[str]) -> list[str]:
         group, _, key = override.key_or_group.partition(".")
         if group not in swept or not key or override.input_line[0] in "+~":
             continue
-        configs = {name: _option_keys(group, name) for name in swept[group]}
+        configs = {name: _composed(group, name) for name in swept[group]}
         lacking = [
             name
             for name, cfg in configs.items()
@@ -69,9 +73,6 @@ def group_key_overrides(args: list[str]) -> list[str]:
             )
         out[i] = "++" + args[i]
     return out
-
-
-_ABSENT = object()
 
 
 def job_dirname(task, exclude) -> str:

@@ -135,6 +135,8 @@ def test_group_key_overrides_names_options_without_the_key():
         "method=ame",
         "method.budget=5",
     ]
+    inherited = ["method=ame,ame_knockoff", "method.budget=5"]  # ame_knockoff: defaults [ame]
+    assert group_key_overrides(inherited) == [inherited[0], "++method.budget=5"]
     with pytest.raises(
         ValueError,
         match="method knn_shapley of the sweep method=ame,knn_shapley has no key 'budget'",
