@@ -109,16 +109,7 @@ def _run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: boo
     from hydra.utils import instantiate
 
     job_dir = Path(job_dir)
-    record = {
-        "schema": SCHEMA_VERSION,
-        "status": "running",
-        "method": method_name,
-        "versions": versions(),
-        **dict.fromkeys(METRIC_KEYS, float("nan")),
-        "n_evals": None,
-        "seconds": None,
-        "error": None,
-    }
+    record = _new_record(method_name)
     t0 = time.perf_counter()
     where = job_dir
     try:
@@ -139,15 +130,7 @@ def _run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: boo
             if old := finished_record(job_dir, config):
                 log.info("skipping %s: its record exists", job_dir)
                 return old
-        record.update(
-            seed=check_seed(cfg.seed),
-            dataset=cfg.dataset.name,
-            corruption=cfg.corruption.name,
-            model=cfg.model.name,
-            utility=cfg.utility.name,
-            device=device_name("cpu"),
-            config=config,
-        )
+        record.update(_setting(cfg), config=config)
         problem = build_problem(cfg)
         game = problem.game
         record["device"] = device_name(game.device if isinstance(game, EngineGame) else "cpu")
@@ -157,17 +140,7 @@ def _run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: boo
         if shard is not None:  # the largest budget's samples start with every smaller one's
             if points:
                 method = instantiate(cfg.method, budget=max(points))
-            rows = train_shard(method, problem.game, int(cfg.seed), shard, evals.get("block", 256))
-            record.update(
-                status="shard",
-                n_evals=rows,
-                n_trainings=problem.game.n_evals,
-                seconds=problem.game.seconds,
-                wall_seconds=time.perf_counter() - t0,
-            )
-            write_record(job_dir, record)
-            log.info("shard %d/%d: %d samples, %d trained now", *shard, rows, problem.game.n_evals)
-            return record
+            return _train_shard(job_dir, record, method, game, shard, evals, t0)
         if curve is None:
             return _value_and_write(job_dir, record, method, problem, t0)
         last = record
@@ -196,6 +169,47 @@ def _run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: boo
         return record
 
 
+def _new_record(method_name: str) -> dict:
+    """A record before the run: schema, method, versions, NaN metrics."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "status": "running",
+        "method": method_name,
+        "versions": versions(),
+        **dict.fromkeys(METRIC_KEYS, float("nan")),
+        "n_evals": None,
+        "seconds": None,
+        "error": None,
+    }
+
+
+def _setting(cfg: DictConfig) -> dict:
+    """The record's seed and names of the dataset, corruption, model and utility."""
+    return {
+        "seed": check_seed(cfg.seed),
+        "dataset": cfg.dataset.name,
+        "corruption": cfg.corruption.name,
+        "model": cfg.model.name,
+        "utility": cfg.utility.name,
+        "device": device_name("cpu"),
+    }
+
+
+def _train_shard(job_dir: Path, record: dict, method, game, shard, evals: dict, t0: float) -> dict:
+    """Train the job's shard of the method's samples into the store; a record of status "shard"."""
+    rows = train_shard(method, game, record["seed"], shard, evals.get("block", 256))
+    record.update(
+        status="shard",
+        n_evals=rows,
+        n_trainings=game.n_trainings,
+        seconds=game.seconds,
+        wall_seconds=time.perf_counter() - t0,
+    )
+    write_record(job_dir, record)
+    log.info("shard %d/%d: %d samples, %d trained now", *shard, rows, game.n_trainings)
+    return record
+
+
 def _curve_points(curve: list[float], method, problem) -> dict[int, float]:
     """{budget: c} of a budget_c curve: m = budget_for(c, k, n), raised to the method's minimum
     (c then the effective m / (k log2 n)); c values that give the same budget run once."""
@@ -222,7 +236,7 @@ def _value_and_write(
         status="ok",
         n_evals=int(valuation.n_evals),
         seconds=float(valuation.seconds) + reused_seconds,
-        n_trainings=game.n_evals if isinstance(game, TrainableGame) else None,
+        n_trainings=game.n_trainings if isinstance(game, TrainableGame) else None,
         wall_seconds=time.perf_counter() - t0,
         n_planted=problem.truth.n_planted,
         n_train=problem.split.n_train,

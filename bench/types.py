@@ -40,11 +40,11 @@ class PerQueryGame(Game, Protocol):
 
 @runtime_checkable
 class TrainableGame(Game, Protocol):
-    """A game whose U(S) trains a model on S (valbench.utility): `n_evals` trainings done and their
+    """A game whose U(S) trains a model on S (valbench.utility): `n_trainings` done and their
     `seconds`, `progress` bars on or off, `train` False when it answers only from its evaluation
     store, `stored(masks)` which coalitions (B,) it can answer without training, and `persist`."""
 
-    n_evals: int
+    n_trainings: int
     seconds: float
     progress: bool
     train: bool

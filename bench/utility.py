@@ -62,8 +62,8 @@ class Utility(ABC):
     """A Game whose value of a coalition S is the score of a model trained on S.
 
     Values are (B, Q) for the per-query metrics (query_prob, query_margin), else (B,). Evaluations
-    are cached by mask (so nested budgets with one seed reuse trainings); `n_evals` counts trainings
-    done.
+    are cached by mask (so nested budgets with one seed reuse trainings); `n_trainings` counts the
+    trainings done (a method's Valuation.n_evals counts the evaluations it asked for).
     """
 
     def __init__(
@@ -92,7 +92,7 @@ class Utility(ABC):
             self.x_eval, self.y_eval, self.target = split.x_val, split.y_val, None
         self.progress, self.cache = progress, cache
         self._cache: dict[bytes, np.ndarray] = {}
-        self.n_evals = 0
+        self.n_trainings = 0
         self.seconds = 0.0
         self.train = True  # False: answer only from the cache (e.g. the shards in a store)
         self._store: tuple[EvalStore, str] | None = None
@@ -131,9 +131,9 @@ class Utility(ABC):
         if todo:
             rows = np.fromiter(todo.values(), dtype=np.int64)
             t0 = time.perf_counter()
-            values = self.score(masks[rows])
+            values = self.train_and_score(masks[rows])
             self.seconds += time.perf_counter() - t0
-            self.n_evals += len(rows)
+            self.n_trainings += len(rows)
             fresh = dict(zip(todo, values, strict=True))
             if self.cache:
                 self._cache.update(fresh)
@@ -144,7 +144,7 @@ class Utility(ABC):
             fresh = {}
         return np.stack([fresh[k] if k in fresh else self._cache[k] for k in keys])
 
-    def score(self, masks: np.ndarray) -> np.ndarray:
+    def train_and_score(self, masks: np.ndarray) -> np.ndarray:
         """Train on each mask (no cache) and score: (B,) or (B, Q)."""
         probs = np.empty((len(masks), len(self.x_eval), self.n_classes))
         counts = masks.astype(np.int64) @ np.eye(self.n_classes, dtype=np.int64)[self.split.y_train]

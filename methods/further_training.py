@@ -31,16 +31,18 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from valbench.engine.continuation import continue_training, stacked_logits
-from valbench.problem import make_method
 from valbench.types import Game, Problem, Valuation, shows_progress
 
 from .agreement import agreement
 from .base import BaseMethod
 from .common import Stopwatch, check_int, require_problem, rng_for
 from .final_model import FinalModel, check_differentiable, train_final_model
-from .gradients import GradientMethod
+from .gradients import GradCos, GradDot, GradientMethod, TracIn
+from .influence import Influence
 from .targets import check_target, evaluation_points, resolve_target
 
+# The gradient methods `compare` takes, by config name (their configs' defaults are their __init__'s).
+COMPARABLE = {"grad_dot": GradDot, "grad_cos": GradCos, "tracin": TracIn, "influence": Influence}
 CHUNK_FLOATS = 2**26  # floats of one batch of continued models (512 MiB in float64)
 
 
@@ -90,9 +92,12 @@ class FurtherTraining(BaseMethod):
         compared = {}
         for item in self.compare:
             name, params = _method_spec(item)
-            if not isinstance(make_method(name), GradientMethod):
-                raise ValueError(f"{method}: compare takes gradient methods, got {name!r}")
-            other = make_method(name, **{**params, "target": target})
+            if name not in COMPARABLE:
+                raise ValueError(
+                    f"{method}: compare takes the gradient methods {', '.join(COMPARABLE)}, "
+                    f"got {name!r}"
+                )
+            other = COMPARABLE[name]().set_params(**{**params, "target": target})
             other.check(problem)
             compared[_label(name, params)] = other
         return target, steps, compared

@@ -26,11 +26,11 @@ from .targets import check_target, evaluation_points, resolve_target
 BLOCK_FLOATS = 2**25  # floats per block of per-sample gradients (256 MiB in float64)
 
 
-def flatten(params: dict[str, torch.Tensor]) -> torch.Tensor:
+def as_vector(params: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([p.reshape(-1) for p in params.values()])
 
 
-def unflatten(vector: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def as_params(vector: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out, start = {}, 0
     for name, p in like.items():
         out[name] = vector[start : start + p.numel()].view_as(p)

@@ -28,7 +28,7 @@ from torch.func import grad, jvp, vmap
 
 from .common import check_int, rng_for
 from .final_model import FinalModel, problem_engine
-from .gradients import GradientMethod, attribute, flatten, unflatten
+from .gradients import GradientMethod, as_params, as_vector, attribute
 
 log = logging.getLogger(__name__)
 SOLVERS = ("explicit", "cg", "lissa")
@@ -46,12 +46,12 @@ def hessian_operator(
     """V (r, p) -> V (H + damping I) for the Hessian H of J at the final parameters; with `rows`, the
     data term of H is averaged over those training points only (a stochastic estimate)."""
     params = final.params
-    theta = flatten(params)
-    decay = flatten({k: torch.full_like(p, final.decay[k]) for k, p in params.items()}) + damping
+    theta = as_vector(params)
+    decay = as_vector({k: torch.full_like(p, final.decay[k]) for k, p in params.items()}) + damping
     x, y = (final.x, final.y) if rows is None else (final.x[rows], final.y[rows])
 
     def data_loss(flat: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(final.logits(unflatten(flat, params), xb), yb, reduction="sum")
+        return F.cross_entropy(final.logits(as_params(flat, params), xb), yb, reduction="sum")
 
     def hvp(v: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         return jvp(lambda t: grad(data_loss)(t, xb, yb), (theta,), (v,))[1]

@@ -52,7 +52,7 @@ def scatter_marginals(perms: np.ndarray, prefix: np.ndarray, weights: np.ndarray
     return out
 
 
-def summarise(marginals: np.ndarray, single: bool, n_evals: int, seconds: float, **info):
+def marginals_valuation(marginals: np.ndarray, single: bool, n_evals: int, seconds: float, **info):
     """Valuation from per-permutation marginals (T, n, Q): their mean and its standard error."""
     n_perms = len(marginals)
     values = marginals.mean(0).T
@@ -102,7 +102,7 @@ def permutation_semivalue(
             )
             marginals.append(scatter_marginals(perms, prefix, weights))
         marginals = np.concatenate(marginals)
-    return summarise(marginals, single, 2 + n_perms * (n - 1), t.seconds)
+    return marginals_valuation(marginals, single, 2 + n_perms * (n - 1), t.seconds)
 
 
 def beta_weights(n: int, alpha: float, beta: float) -> np.ndarray:
@@ -246,7 +246,7 @@ class TruncatedMonteCarloShapley(BaseMethod):
                     cut_sizes.append(s.next)
                     active.remove(s)
             marginals = np.stack(marginals)
-        return summarise(
+        return marginals_valuation(
             marginals,
             single,
             spent,

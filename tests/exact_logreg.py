@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from torch.func import grad, hessian, vmap
 
 from valbench.methods.final_model import FinalModel
-from valbench.methods.gradients import flatten, unflatten
+from valbench.methods.gradients import as_params, as_vector
 
 
 def objective(final: FinalModel, flat: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    params = unflatten(flat, final.params)
+    params = as_params(flat, final.params)
     ce = F.cross_entropy(final.logits(params, final.x), final.y, reduction="none")
     penalty = sum(final.decay[k] / 2 * (p * p).sum() for k, p in params.items())
     return (weights * ce).sum() / final.n + penalty
@@ -42,12 +42,12 @@ def exact_leave_one_out(final: FinalModel, x_eval: torch.Tensor, y_eval: torch.T
     """Moves `final` to the exact optimum; returns the actual changes L(theta_{-i}) - L(theta) of the
     evaluation losses (Q, n) and of every point's own training loss (n,)."""
     ones = torch.ones((1, final.n), dtype=final.x.dtype)
-    theta = newton(final, ones, flatten(final.params))[0]
-    final.params = unflatten(theta, final.params)
+    theta = newton(final, ones, as_vector(final.params))[0]
+    final.params = as_params(theta, final.params)
     loo = newton(final, 1 - torch.eye(final.n, dtype=final.x.dtype), theta)
 
     def losses(flat, x, y):
-        return F.cross_entropy(final.logits(unflatten(flat, final.params), x), y, reduction="none")
+        return F.cross_entropy(final.logits(as_params(flat, final.params), x), y, reduction="none")
 
     change = vmap(losses, in_dims=(0, None, None))(loo, x_eval, y_eval) - losses(
         theta, x_eval, y_eval

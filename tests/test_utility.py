@@ -36,9 +36,9 @@ def test_cache_and_counter(digits_split):
     game = SklearnUtility(digits_split, metric="val_loglik", progress=False)
     masks = np.random.default_rng(1).random((3, digits_split.n_train)) < 0.5
     first = game(np.vstack([masks, masks[:1]]))
-    assert game.n_evals == 3 and first[0] == first[3]
+    assert game.n_trainings == 3 and first[0] == first[3]
     again = game(masks[::-1])
-    assert game.n_evals == 3 and np.array_equal(again, first[:3][::-1])
+    assert game.n_trainings == 3 and np.array_equal(again, first[:3][::-1])
 
 
 def test_query_utilities_return_one_value_per_query():

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..score import METRIC_KEYS
+from .check import EVALS_FACTOR, QUALITY_TOLERANCE, TIME_FACTOR, run_check
 from .collect import collect, load_table, report_failures, write_table
 from .tables import ok_jobs, summarize, to_latex, to_markdown
 
@@ -77,8 +78,6 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from .check import run_check
-
     return run_check(
         baseline=Path(args.baseline),
         update=args.update,
@@ -146,40 +145,7 @@ def _cmd_readme(args) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    from .check import EVALS_FACTOR, QUALITY_TOLERANCE, TIME_FACTOR
-
-    parser = argparse.ArgumentParser(
-        prog="valbench-report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("collect", help="job records -> one table (parquet and CSV)")
-    p.add_argument("dirs", nargs="+", help="sweep or job folders")
-    p.add_argument("-o", "--output", required=True, help="writes OUTPUT.parquet and OUTPUT.csv")
-    p.set_defaults(func=_cmd_collect)
-
-    p = sub.add_parser("table", help="mean ± std over seeds per method x setting")
-    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
-    p.add_argument("--latex", action="store_true", help="print LaTeX instead of Markdown")
-    p.add_argument(
-        "--metrics",
-        help="comma-separated quality columns, e.g. auroc,ap,precision_at_k (default: auroc, ap, "
-        "f1_2means and the selection's precision and recall where a method selects)",
-    )
-    p.add_argument("-o", "--output", help="also write OUTPUT.md and OUTPUT.tex")
-    p.set_defaults(func=_cmd_table)
-
-    p = sub.add_parser("plot", help="paper figures (PNG and PDF)")
-    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
-    p.add_argument("-o", "--output", help="folder for the figures (default: beside the table)")
-    p.add_argument("--width", choices=("auto", "single", "double"), default="auto")
-    p.add_argument(
-        "--no-removal", action="store_true", help="skip the point-removal curves (they retrain)"
-    )
-    p.set_defaults(func=_cmd_plot)
-
+def _add_check(sub) -> None:
     p = sub.add_parser(
         "check",
         help="run the CI sweep and compare it with a baseline",
@@ -215,6 +181,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_check)
 
+
+def _add_sv_error(sub) -> None:
     p = sub.add_parser(
         "sv-error",
         help="error of Shapley estimates vs. a reference job, by budget (table and figure)",
@@ -232,6 +200,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--width", choices=("auto", "single", "double"), default="auto")
     p.set_defaults(func=_cmd_sv_error)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="valbench-report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("collect", help="job records -> one table (parquet and CSV)")
+    p.add_argument("dirs", nargs="+", help="sweep or job folders")
+    p.add_argument("-o", "--output", required=True, help="writes OUTPUT.parquet and OUTPUT.csv")
+    p.set_defaults(func=_cmd_collect)
+
+    p = sub.add_parser("table", help="mean ± std over seeds per method x setting")
+    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    p.add_argument("--latex", action="store_true", help="print LaTeX instead of Markdown")
+    p.add_argument(
+        "--metrics",
+        help="comma-separated quality columns, e.g. auroc,ap,precision_at_k (default: auroc, ap, "
+        "f1_2means and the selection's precision and recall where a method selects)",
+    )
+    p.add_argument("-o", "--output", help="also write OUTPUT.md and OUTPUT.tex")
+    p.set_defaults(func=_cmd_table)
+
+    p = sub.add_parser("plot", help="paper figures (PNG and PDF)")
+    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    p.add_argument("-o", "--output", help="folder for the figures (default: beside the table)")
+    p.add_argument("--width", choices=("auto", "single", "double"), default="auto")
+    p.add_argument(
+        "--no-removal", action="store_true", help="skip the point-removal curves (they retrain)"
+    )
+    p.set_defaults(func=_cmd_plot)
+
+    _add_check(sub)
+
+    _add_sv_error(sub)
 
     p = sub.add_parser(
         "agreement", help="agreement of attributions with the further-training gold standard"

@@ -99,6 +99,65 @@ def error_table(frame: pd.DataFrame, reference: str | None = None) -> pd.DataFra
     ValueError when no reference job finished, when a job has no reference of its problem, or when
     job and reference differ in their players (shape of the values, planted mask).
     """
+    jobs, refs, estimates = _split_jobs(frame, reference)
+    columns = problem_columns(jobs)
+    by_key = _references_by_problem(refs, columns)
+    shown = [c for c in columns if c != "config.seed" and jobs[c].astype(str).nunique() > 1]
+    method_keys = [c for c in jobs if c.startswith("config.method.") and c != BUDGET]
+    varying = {
+        m: [c for c in method_keys if part[c].astype(str).nunique() > 1]
+        for m, part in estimates.groupby("method")
+    }
+    loaded: dict[str, tuple] = {}
+    rows = []
+    for _, job in estimates.iterrows():
+        key = _key(job, columns)
+        if key not in by_key:
+            raise _no_reference(job, refs["method"].iloc[0], by_key, columns, shown)
+        ref = by_key[key]
+        if ref["path"] not in loaded:
+            loaded[ref["path"]] = _reference(ref["path"])
+        r, floor, planted = loaded[ref["path"]]
+        v = _job_values(job["path"], ref["path"], r, planted)
+        rows.append(
+            {
+                "method": job["method"],
+                "variant": setting_label({c: job[c] for c in varying[job["method"]]}),
+                "problem": setting_label({c: job[c] for c in shown}),
+                "seed": job["seed"],
+                "budget": job.get(BUDGET, np.nan),
+                "n_evals": job["n_evals"],
+                "seconds": job["seconds"],
+                **errors(v, r, floor),
+                "ref_floor": floor,
+                "ref_n_evals": ref["n_evals"],
+                "path": job["path"],
+                "reference": ref["path"],
+            }
+        )
+    table = pd.DataFrame(rows)
+    table["budget"] = pd.to_numeric(table["budget"], errors="coerce")
+    return table.sort_values(["problem", "method", "variant", "budget", "seed"]).reset_index(
+        drop=True
+    )
+
+
+def errors(v: np.ndarray, r: np.ndarray, floor: float) -> dict[str, float]:
+    """The ERROR_KEYS of values `v` against reference values `r` of relative standard error
+    `floor`: relative L2 error, the same with the reference's own error taken out
+    (sqrt(max(||v - r||^2 - (floor ||r||)^2, 0)) / ||r||), and the Spearman correlation."""
+    norm = np.linalg.norm(r)
+    sq = np.sum((v - r) ** 2) - (floor * norm) ** 2 if np.isfinite(floor) else np.nan
+    return {
+        "rel_l2": relative_l2(v, r),
+        "rel_l2_debiased": math.sqrt(max(sq, 0.0)) / norm if np.isfinite(sq) else np.nan,
+        "spearman": float(np.mean(spearman(v, r))),  # NaN if a row is constant
+    }
+
+
+def _split_jobs(frame: pd.DataFrame, reference: str | None):
+    """(finished jobs, the reference method's, the others'); failed jobs are skipped by name, and
+    a ValueError says what is missing when either part is empty."""
     jobs = ok_jobs(frame)
     failed = frame[frame["status"] != "ok"]
     for _, row in failed.iterrows():
@@ -118,81 +177,48 @@ def error_table(frame: pd.DataFrame, reference: str | None = None) -> pd.DataFra
         )
     if estimates.empty:
         raise ValueError(f"only reference jobs ({name!r}) found: nothing to compare with them")
-    columns = problem_columns(jobs)
+    return jobs, refs, estimates
+
+
+def _references_by_problem(refs: pd.DataFrame, columns) -> dict[tuple, pd.Series]:
+    """The reference job of each problem (its `columns`), the largest budget where there are two."""
     by_key: dict[tuple, pd.Series] = {}
     for _, ref in refs.sort_values("n_evals").iterrows():
         key = _key(ref, columns)
         if key in by_key:
             log.warning("two reference jobs for one problem; using the larger: %s", ref["path"])
         by_key[key] = ref  # the largest budget last
-    shown = [c for c in columns if c != "config.seed" and jobs[c].astype(str).nunique() > 1]
-    method_keys = [c for c in jobs if c.startswith("config.method.") and c != BUDGET]
-    varying = {
-        m: [c for c in method_keys if part[c].astype(str).nunique() > 1]
-        for m, part in estimates.groupby("method")
-    }
-    loaded: dict[str, tuple] = {}
-    rows = []
-    for _, job in estimates.iterrows():
-        key = _key(job, columns)
-        if key not in by_key:
-            problem = setting_label(
-                {c: job[c] for c in columns if c in shown or c == "config.seed"}
-            )
-            raise ValueError(
-                f"no reference job ({name!r}) for {job['method']} at {problem or 'its problem'} "
-                f"({job['path']}); references exist for: "
-                + "; ".join(
-                    setting_label({c: r[c] for c in columns if c in shown or c == "config.seed"})
-                    for r in by_key.values()
-                )
-            )
-        ref = by_key[key]
-        if ref["path"] not in loaded:
-            loaded[ref["path"]] = _reference(ref["path"])
-        r, floor, planted = loaded[ref["path"]]
-        arrays = _arrays(job["path"])
-        v = arrays["values"]
-        if v.shape != r.shape:
-            raise ValueError(
-                f"{job['path']}: values of shape {v.shape} but its reference {ref['path']} has "
-                f"{r.shape}: not the same players (n) or queries"
-            )
-        if (
-            planted is not None
-            and "planted" in arrays
-            and not np.array_equal(arrays["planted"], planted)
-        ):
-            raise ValueError(
-                f"{job['path']} and its reference {ref['path']} plant different points: "
-                "not the same problem"
-            )
-        rel = relative_l2(v, r)
-        norm = np.linalg.norm(r)
-        sq = np.sum((v - r) ** 2) - (floor * norm) ** 2 if np.isfinite(floor) else np.nan
-        rows.append(
-            {
-                "method": job["method"],
-                "variant": setting_label({c: job[c] for c in varying[job["method"]]}),
-                "problem": setting_label({c: job[c] for c in shown}),
-                "seed": job["seed"],
-                "budget": job.get(BUDGET, np.nan),
-                "n_evals": job["n_evals"],
-                "seconds": job["seconds"],
-                "rel_l2": rel,
-                "rel_l2_debiased": math.sqrt(max(sq, 0.0)) / norm if np.isfinite(sq) else np.nan,
-                "spearman": float(np.mean(spearman(v, r))),  # NaN if a row is constant
-                "ref_floor": floor,
-                "ref_n_evals": ref["n_evals"],
-                "path": job["path"],
-                "reference": ref["path"],
-            }
-        )
-    table = pd.DataFrame(rows)
-    table["budget"] = pd.to_numeric(table["budget"], errors="coerce")
-    return table.sort_values(["problem", "method", "variant", "budget", "seed"]).reset_index(
-        drop=True
+    return by_key
+
+
+def _no_reference(job: pd.Series, name: str, by_key: dict, columns, shown) -> ValueError:
+    def label(row) -> str:
+        return setting_label({c: row[c] for c in columns if c in shown or c == "config.seed"})
+
+    return ValueError(
+        f"no reference job ({name!r}) for {job['method']} at {label(job) or 'its problem'} "
+        f"({job['path']}); references exist for: " + "; ".join(label(r) for r in by_key.values())
     )
+
+
+def _job_values(path: str, ref_path: str, r: np.ndarray, planted) -> np.ndarray:
+    """A job's values, checked to be of the same players (and planted points) as its reference."""
+    arrays = _arrays(path)
+    v = arrays["values"]
+    if v.shape != r.shape:
+        raise ValueError(
+            f"{path}: values of shape {v.shape} but its reference {ref_path} has "
+            f"{r.shape}: not the same players (n) or queries"
+        )
+    if (
+        planted is not None
+        and "planted" in arrays
+        and not np.array_equal(arrays["planted"], planted)
+    ):
+        raise ValueError(
+            f"{path} and its reference {ref_path} plant different points: not the same problem"
+        )
+    return v
 
 
 def _reference(path: str) -> tuple[np.ndarray, float, np.ndarray | None]:

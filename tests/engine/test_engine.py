@@ -101,9 +101,9 @@ def test_cache_and_counter(digits_split):
     game = EngineUtility(digits_split, model=MLP_FAST, device="cpu", progress=False)
     masks = random_masks(digits_split.n_train, 3)
     first = game(np.vstack([masks, masks[:1]]))
-    assert game.n_evals == 3 and first[0] == first[3]
+    assert game.n_trainings == 3 and first[0] == first[3]
     again = game(masks[::-1])
-    assert game.n_evals == 3 and np.array_equal(again, first[:3][::-1])
+    assert game.n_trainings == 3 and np.array_equal(again, first[:3][::-1])
     assert game.engine.stats["models"] == 3
 
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import valbench
 from valbench.methods.final_model import checkpoint_steps, train_final_model
-from valbench.methods.gradients import GradCos, GradDot, TracIn, cosine, flatten, loss_grads
+from valbench.methods.gradients import GradCos, GradDot, TracIn, as_vector, cosine, loss_grads
 
 SMALL = ["dataset.n_train=60", "dataset.n_val=12", "dataset.n_test=40", "progress=false"]
 MLP = ["model.widths=[8]", "model.steps=30", "model.batch_size=16", "model.lr=0.01"]
@@ -26,7 +26,7 @@ def autograd_grads(final, params, x, y) -> torch.Tensor:
     for xj, yj in zip(x, y, strict=True):
         leaves = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
         F.cross_entropy(final.logits(leaves, xj[None]), yj[None]).backward()
-        rows.append(flatten({k: v.grad for k, v in leaves.items()}))
+        rows.append(as_vector({k: v.grad for k, v in leaves.items()}))
     return torch.stack(rows)
 
 

@@ -11,7 +11,7 @@ from torch.func import grad
 
 import valbench
 from valbench.methods.final_model import train_final_model
-from valbench.methods.gradients import flatten
+from valbench.methods.gradients import as_vector
 from valbench.methods.influence import Influence
 
 SMALL = ["dataset.n_train=100", "dataset.n_val=10", "dataset.n_test=40", "progress=false"]
@@ -131,7 +131,7 @@ def test_final_logreg_is_the_optimum_of_its_objective(dataset):
     problem = valbench.load_problem(dataset, "mislabel", overrides=[*SMALL, "model.C=0.1"])
     final = train_final_model(problem)
     weights = torch.ones(final.n, dtype=final.x.dtype)
-    gradient = grad(lambda t: objective(final, t, weights))(flatten(final.params))
+    gradient = grad(lambda t: objective(final, t, weights))(as_vector(final.params))
     assert gradient.abs().max() < 1e-3  # the engine's float32 tolerance, 1e-4 per sample / C
     xv, yv = final.inputs(problem.split.x_val), final.labels(problem.split.y_val)
     actual, _ = exact_leave_one_out(final, xv, yv)

@@ -65,7 +65,7 @@ def test_a_persisted_utility_resumes_without_retraining(tmp_path):
     again = make_utility(split, truth, model, utility, progress=False)
     again.persist(EvalStore(tmp_path, "f" * 64, split.n_train), "job-a")
     np.testing.assert_array_equal(again(masks[:4]), values)
-    assert again.n_evals == 0 and again.stored(masks).tolist() == [True] * 4 + [False] * 2
+    assert again.n_trainings == 0 and again.stored(masks).tolist() == [True] * 4 + [False] * 2
     again(masks)  # its file keeps the earlier run's evaluations and adds the new ones
     assert len(EvalStore(tmp_path, "f" * 64, split.n_train).load()) == 6
     reader = make_utility(split, truth, model, utility, progress=False)
