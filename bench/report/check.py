@@ -113,8 +113,12 @@ def drift(baseline: pd.DataFrame) -> list[str]:
     for key in VERSION_KEYS:
         recorded = sorted(baseline[key].dropna().astype(str).unique()) if key in baseline else []
         made = ", ".join(recorded) or "not recorded"
-        same = recorded == [str(running[key])]
-        mark = "" if same else "  <- differs: numbers may drift; the tolerances decide"
+        if not recorded:
+            mark = "  <- not recorded: --update records it"
+        elif recorded != [str(running[key])]:
+            mark = "  <- differs: numbers may drift; the tolerances decide"
+        else:
+            mark = ""
         lines.append(f"{key}: baseline {made}, running {running[key]}{mark}")
     return lines
 

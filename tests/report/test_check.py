@@ -129,6 +129,9 @@ def test_version_drift_is_shown_and_the_tolerances_decide(ci_run, tmp_path, caps
     out = capsys.readouterr().out
     assert f"torch: baseline 2.13.0, running {running['torch']}  <- differs" in out
     assert f"numpy: baseline {running['numpy']}, running {running['numpy']}\n" in out
+    unrecorded = doctor(tmp_path, lambda b: b.drop(columns=["torch"], errors="ignore"))
+    assert check(unrecorded, ci_run[0]) == 0
+    assert "torch: baseline not recorded, running" in capsys.readouterr().out
     worse = doctor(tmp_path, lambda b: b.assign(torch="2.13.0", auroc=b["auroc"] + 0.1))
     assert check(worse, ci_run[0]) == 1
     assert "torch: baseline 2.13.0" in capsys.readouterr().out
