@@ -7,6 +7,8 @@ valbench-report check --baseline results/baselines/ci.csv [--update]
 valbench-report sv-error multirun/ame_paper_mnist_sv multirun/ame_paper_mnist_sv_reference [-o DIR]
 valbench-report agreement multirun/final_model_only            # attributions vs further training
 valbench-report readme [--check]          # README tables <- their committed results/ files
+valbench-report leaderboard multirun/leaderboard multirun/leaderboard_poison -o results/leaderboard
+valbench-report html multirun/quickstart -o report.html          # one self-contained page
 
 `table` and `plot` also take record folders instead of a collected file.
 """
@@ -145,6 +147,95 @@ def _cmd_readme(args) -> int:
     return 0
 
 
+def _cmd_leaderboard(args) -> int:
+    from .leaderboard import (
+        leaderboard,
+        leaderboard_markdown,
+        pairs_markdown,
+        settings_markdown,
+        statistics_markdown,
+    )
+    from .leaderboard_plots import leaderboard_figures
+    from .style import paper_style
+
+    frame = load_table(args.sources)
+    board = leaderboard(frame, args.alpha)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    texts = {
+        "leaderboard.md": leaderboard_markdown(board.table),
+        "settings.md": settings_markdown(board.cells),
+        "pairs.md": pairs_markdown(board.pairs, list(board.table["method"])),
+        "statistics.md": statistics_markdown(board, args.alpha),
+    }
+    tables = {
+        "jobs": frame,
+        "leaderboard": board.table,
+        "settings": board.cells,
+        "pairs": board.pairs,
+    }
+    paths = []
+    for name, text in texts.items():
+        paths.append(out / name)
+        paths[-1].write_text(text + "\n")
+    for name, table in tables.items():
+        paths.append(out / f"{name}.csv")
+        table.to_csv(paths[-1], index=False)
+    with paper_style():
+        for name, fig in leaderboard_figures(board, args.width, args.alpha).items():
+            for suffix in (".png", ".pdf"):
+                paths.append(out / f"{name}{suffix}")
+                fig.savefig(paths[-1])
+    print(texts["leaderboard.md"] + "\n\n" + texts["statistics.md"])
+    report_failures(frame)
+    print(f"{len(board.cells)} method x setting cells ->")
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
+def _cmd_html(args) -> int:
+    from .html import render
+
+    frame = load_table(args.sources)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(frame, args.title or f"valbench: {args.sources[0]}", args.alpha))
+    report_failures(frame)
+    print(f"report -> {out.resolve()}")
+    return 0
+
+
+def _add_leaderboard(sub) -> None:
+    p = sub.add_parser(
+        "leaderboard",
+        help="mean ranks across settings, Friedman / Nemenyi tests, CD diagram, cost vs. quality",
+        description="Writes OUTPUT/leaderboard.{md,csv} (one row per method: mean rank, mean AUROC, "
+        "AP, wins / ties / losses, costs), settings.{md,csv} (method x setting), pairs.{md,csv} "
+        "(paired Wilcoxon tests), statistics.md (Friedman, Iman-Davenport, Nemenyi CD), jobs.csv "
+        "(the job rows) and cd.{png,pdf} and cost_quality.{png,pdf} (see valbench.report.leaderboard).",
+    )
+    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    p.add_argument("-o", "--output", required=True, help="folder for the tables and figures")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--width", choices=("single", "double"), default="double")
+    p.set_defaults(func=_cmd_leaderboard)
+
+
+def _add_html(sub) -> None:
+    p = sub.add_parser(
+        "html",
+        help="one self-contained HTML page: leaderboard, settings, figures, every job",
+        description="Writes OUTPUT (its folder is made when missing): sortable tables, figures "
+        "embedded as data URIs, per job its config, seed, versions, device and cost; no network.",
+    )
+    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    p.add_argument("-o", "--output", required=True, help="the page, e.g. report.html")
+    p.add_argument("--title", help="page title (default: valbench: SOURCE)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.set_defaults(func=_cmd_html)
+
+
 def _add_check(sub) -> None:
     p = sub.add_parser(
         "check",
@@ -260,6 +351,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", default="README.md", help="default: %(default)s")
     p.add_argument("--check", action="store_true", help="only report blocks that differ (exit 1)")
     p.set_defaults(func=_cmd_readme)
+    _add_leaderboard(sub)
+    _add_html(sub)
     return parser
 
 

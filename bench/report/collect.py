@@ -18,7 +18,8 @@ NUMERIC_KEYS = (*METRIC_KEYS, *COST_KEYS, "wall_seconds", "n_trainings", "n_plan
 
 def collect(*dirs) -> pd.DataFrame:
     """All records under `dirs` as one tidy table: one row per job (finished or failed), its
-    metrics, costs, `config.*` columns (the flattened run config) and the record's `path`.
+    metrics, costs, `config.*` columns (the flattened run config), `versions.*` columns (package
+    versions) and the record's `path`.
 
     Corrupt records and records of another schema version are skipped by name with a warning; a
     job whose arrays do not read back with the recorded checksum becomes a failed job (status
@@ -67,7 +68,14 @@ def _row(record: dict, path: Path) -> dict:
     for key in ("traceback", "info"):
         record.pop(key, None)
     versions = record.pop("versions", None) or {}
-    return {**record, **config, "valbench_version": versions.get("valbench"), "path": str(path)}
+    packages = {f"versions.{k}": v for k, v in versions.items()}
+    return {
+        **record,
+        **config,
+        "valbench_version": versions.get("valbench"),
+        **packages,
+        "path": str(path),
+    }
 
 
 def _uniform_types(frame: pd.DataFrame) -> pd.DataFrame:

@@ -277,35 +277,41 @@ def removal_figure(curves: pd.DataFrame, width: str = "auto"):
     return fig
 
 
+def make_figures(frame: pd.DataFrame, removal: bool = True, width: str = "auto") -> dict:
+    """{name: Figure} of every figure the table supports, drawn in the paper style (call inside
+    `paper_style()`). Figures that need the job folders (rank correlation, removal) are left out
+    with a warning when those are gone, and figures with nothing to show are left out."""
+    summary = summarize(frame)
+    jobs = label_jobs(frame)
+    figures = {
+        "quality": quality_figure(summary, width=width),
+        "cost": tradeoff_figure(summary, "n_evals", width),
+        "time": tradeoff_figure(summary, "seconds", width),
+        "selection": selection_figure(summary, width),
+        "budget": budget_figure(frame, width),
+        "rank_correlation": rank_correlation_figure(jobs, width),
+    }
+    if removal:
+        from .removal import removal_table
+
+        curves = removal_table(largest_budget(jobs))
+        figures["removal"] = removal_figure(curves, width) if not curves.empty else None
+    for name in [n for n, fig in figures.items() if fig is None]:
+        log.info("no %s figure: the results have nothing to show in it", name)
+        del figures[name]
+    return figures
+
+
 def plot_all(
     frame: pd.DataFrame, out: Path, removal: bool = True, width: str = "auto"
 ) -> list[Path]:
-    """Draw every figure that the table supports, save each as out/NAME.png and out/NAME.pdf and
-    return the paths. Figures that need the job folders (rank correlation, removal) are skipped
-    with a warning when those are gone."""
+    """Draw every figure of `make_figures`, save each as out/NAME.png and out/NAME.pdf and return
+    the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(frame)
-    jobs = label_jobs(frame)
+    paths = []
     with paper_style():
-        figures = {
-            "quality": quality_figure(summary, width=width),
-            "cost": tradeoff_figure(summary, "n_evals", width),
-            "time": tradeoff_figure(summary, "seconds", width),
-            "selection": selection_figure(summary, width),
-            "budget": budget_figure(frame, width),
-            "rank_correlation": rank_correlation_figure(jobs, width),
-        }
-        if removal:
-            from .removal import removal_table
-
-            curves = removal_table(largest_budget(jobs))
-            figures["removal"] = removal_figure(curves, width) if not curves.empty else None
-        paths = []
-        for name, fig in figures.items():
-            if fig is None:
-                log.info("no %s figure: the results have nothing to show in it", name)
-                continue
+        for name, fig in make_figures(frame, removal, width).items():
             for suffix in (".png", ".pdf"):
                 fig.savefig(out / f"{name}{suffix}")
                 paths.append(out / f"{name}{suffix}")
