@@ -18,6 +18,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
+from ..score import QUALITY_KEYS, SELECTION_KEYS
 from .leaderboard import (
     TABLE_METRICS,
     label_settings,
@@ -27,7 +28,7 @@ from .leaderboard import (
 from .leaderboard_plots import leaderboard_figures
 from .plots import make_figures
 from .style import paper_style
-from .tables import QUALITY_KEYS, SELECTION_KEYS, summarize
+from .tables import summarize
 
 log = logging.getLogger(__name__)
 JOB_COLUMNS = (

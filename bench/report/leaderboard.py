@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from ..store.keys import defines_problem
+from .markdown import markdown_table
 from .plots import method_order
 from .tables import BASE_KEYS, largest_budget, setting_label
 
@@ -260,18 +261,15 @@ def _number(value, key: str) -> str:
     return FORMATS.get(key, "{:.3f}").format(value) if np.isfinite(value) else "–"
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def settings_markdown(cells: pd.DataFrame) -> str:
     """Method x setting: mean ± std over seeds, the best AUROC and AP of a setting in bold; `seeds`
     says `4/5 (1 failed)` where a method did not finish every seed of the setting."""
     metrics = [m for m in TABLE_METRICS if m in cells and cells[m].notna().any()]
     columns = [*metrics, *COSTS]
     best = {m: cells.groupby("setting")[m].transform("max") for m in ("auroc", "ap") if m in cells}
-    order = cells.assign(_o=cells["setting"].map({s: i for i, s in enumerate(sorted(set(cells["setting"])))}))
+    order = cells.assign(
+        _o=cells["setting"].map({s: i for i, s in enumerate(sorted(set(cells["setting"])))})
+    )
     rows = []
     for i, row in order.sort_values(["_o", "auroc"], ascending=[True, False]).iterrows():
         seeds = str(row["seeds"])
@@ -285,9 +283,12 @@ def settings_markdown(cells: pd.DataFrame) -> str:
             if col in best and np.isfinite(row[col]) and row[col] == best[col][i]:
                 text = f"**{text}**"
             std = row.get(f"{col}_std", np.nan)
-            cells_.append(text + (f" ± {_number(std, col)}" if np.isfinite(std) and std > 0 else ""))
+            cells_.append(
+                text + (f" ± {_number(std, col)}" if np.isfinite(std) and std > 0 else "")
+            )
         rows.append(cells_)
-    return _markdown(["setting", "method", "seeds", *(HEADERS[c] for c in columns)], rows)
+    header = ["setting", "method", "seeds", *(HEADERS[c] for c in columns)]
+    return markdown_table(header, rows, "lll" + "r" * len(columns))
 
 
 def leaderboard_markdown(table: pd.DataFrame) -> str:
@@ -304,7 +305,7 @@ def leaderboard_markdown(table: pd.DataFrame) -> str:
         cells.append(f"{row['wins']} / {row['ties']} / {row['losses']}")
         cells += [_number(row[c], c) for c in COSTS]
         rows.append(cells)
-    return _markdown(header, rows)
+    return markdown_table(header, rows, "l" + "r" * (len(header) - 1))
 
 
 def pairs_markdown(pairs: pd.DataFrame, methods: list[str]) -> str:
@@ -312,10 +313,8 @@ def pairs_markdown(pairs: pd.DataFrame, methods: list[str]) -> str:
     significant difference), Holm-corrected Wilcoxon over (setting, seed) pairs."""
     letter = {"win": "W", "tie": "T", "loss": "L"}
     outcome = pairs.set_index(["method", "other"])["outcome"]
-    rows = [
-        [a] + ["·" if a == b else letter[outcome[(a, b)]] for b in methods] for a in methods
-    ]
-    return _markdown(["vs.", *methods], rows)
+    rows = [[a] + ["·" if a == b else letter[outcome[(a, b)]] for b in methods] for a in methods]
+    return markdown_table(["vs.", *methods], rows)
 
 
 def statistics_markdown(board: Leaderboard, alpha: float = ALPHA) -> str:

@@ -110,5 +110,7 @@ def leaderboard_figures(board: Leaderboard, width: str = "single", alpha: float 
     """{name: Figure} of the figures the leaderboard supports (no CD diagram without a rank test)."""
     figures = {"cost_quality": cost_quality_figure(board.table, width)}
     if board.cd is not None:
-        figures["cd"] = cd_figure(board.table.set_index("method")["mean_rank"], board.cd, alpha, width)
+        figures["cd"] = cd_figure(
+            board.table.set_index("method")["mean_rank"], board.cd, alpha, width
+        )
     return figures

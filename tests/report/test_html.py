@@ -80,4 +80,3 @@ def test_html_of_a_folder_without_records_is_a_clear_error(tmp_path, capsys):
     assert main(["html", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 2
     assert "no valbench result records" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
-

@@ -73,7 +73,9 @@ def test_chromium_renders_the_tables_images_and_sorts_on_click(tmp_path):
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[:2] == (1600, 1280) and pixels[..., :3].std() > 0.05  # not a blank page
 
-    dom = chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", (tmp_path / "probed.html").as_uri())
+    dom = chromium(
+        tmp_path, "--virtual-time-budget=10000", "--dump-dom", (tmp_path / "probed.html").as_uri()
+    )
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
     assert found, f"the probe did not run; chromium said: {dom.stderr[-2000:]}"
     probe = json.loads(html.unescape(found.group(1)))
@@ -81,7 +83,9 @@ def test_chromium_renders_the_tables_images_and_sorts_on_click(tmp_path):
     assert probe["rows"][0] == methods  # the leaderboard
     assert probe["rows"][-1] == len(frame)  # one row per job
     assert len(probe["images"]) == n_images >= 5 and min(probe["images"]) > 0
-    before, ascending, descending = (np.array(probe[k]) for k in ("before", "ascending", "descending"))
+    before, ascending, descending = (
+        np.array(probe[k]) for k in ("before", "ascending", "descending")
+    )
     assert not np.array_equal(before, ascending)
     assert np.array_equal(ascending, np.sort(before))
     assert np.array_equal(descending, np.sort(before)[::-1])

@@ -129,8 +129,12 @@ def test_a_method_that_failed_a_seed_leaves_its_setting_out_of_the_ranks():
 
 
 def test_settings_of_one_base_are_told_apart_by_their_problem_keys():
-    easy = job_table({"ame": 0.9}, settings=("synthetic",)).assign(**{"config.dataset.class_sep": 2.0})
-    hard = job_table({"ame": 0.6}, settings=("synthetic",)).assign(**{"config.dataset.class_sep": 0.5})
+    easy = job_table({"ame": 0.9}, settings=("synthetic",)).assign(
+        **{"config.dataset.class_sep": 2.0}
+    )
+    hard = job_table({"ame": 0.6}, settings=("synthetic",)).assign(
+        **{"config.dataset.class_sep": 0.5}
+    )
     labels = set(label_settings(pd.concat([easy, hard]))["setting"])
     assert labels == {"synthetic class_sep=2", "synthetic class_sep=0.5"}
 
