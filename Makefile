@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 
 QUICKSTART = multirun/quickstart/report
 
-.PHONY: bench check test test-all lint readme install clean
+.PHONY: bench check leaderboard test test-all lint readme install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# The quickstart sweep, its table (Markdown and LaTeX) and figures (PNG and PDF) under $(QUICKSTART).
+# The quickstart sweep, its table (Markdown and LaTeX), figures (PNG and PDF) and one HTML page
+# under $(QUICKSTART); the last line printed is the page's path.
 bench: $(STAMP)
 	$(BIN)/valbench -m experiment=quickstart
 	$(BIN)/valbench-report collect multirun/quickstart -o $(QUICKSTART)/results
 	$(BIN)/valbench-report table $(QUICKSTART)/results.parquet -o $(QUICKSTART)/table
 	$(BIN)/valbench-report plot $(QUICKSTART)/results.parquet -o $(QUICKSTART)/figures
+	$(BIN)/valbench-report html multirun/quickstart -o $(QUICKSTART)/report.html --title "valbench quickstart"
+
+# The leaderboard sweeps (~30 min on 2 shared cores; reruns skip finished jobs), their statistics
+# and figures under results/leaderboard/ and their HTML page.
+leaderboard: $(STAMP)
+	$(BIN)/valbench -m experiment=leaderboard
+	$(BIN)/valbench -m experiment=leaderboard_poison
+	$(BIN)/valbench-report leaderboard multirun/leaderboard multirun/leaderboard_poison -o results/leaderboard
+	$(BIN)/valbench-report html multirun/leaderboard multirun/leaderboard_poison -o multirun/leaderboard/report.html --title "valbench leaderboard"
 
 # The CI regression check: the ci sweep against the committed baseline (exit 1 on a regression).
 # CHECK_ARGS: e.g. "--sweep-dir DIR" to keep the sweep (.ci/run hands it to the tests).

@@ -155,7 +155,7 @@ def render(frame: pd.DataFrame, title: str, alpha: float = 0.05) -> str:
             parts.append(html_table(board.table, LEADERBOARD_HEADERS))
             stats = statistics_markdown(board, alpha).split("\n\n")
             parts += [f'<p class="note">{escape(p)}</p>' for p in stats]
-            for name, fig in leaderboard_figures(board, "single", alpha).items():
+            for name, fig in leaderboard_figures(board, alpha=alpha).items():
                 parts.append(_figure_html(name, fig, LEADERBOARD_CAPTIONS[name]))
         summary = summarize(frame)
         metrics = [m for m in (*QUALITY_KEYS, *SELECTION_KEYS) if m in summary]

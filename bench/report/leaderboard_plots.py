@@ -31,21 +31,22 @@ def cliques(ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:
     return out
 
 
-def cd_figure(mean_ranks: pd.Series, cd: float, alpha: float, width: str = "single"):
+def cd_figure(mean_ranks: pd.Series, cd: float, alpha: float, width: str = "double"):
     """The critical-difference diagram of `mean_ranks` (method -> mean rank)."""
     ranks = mean_ranks.sort_values()
     names, values, k = list(ranks.index), ranks.to_numpy(), len(ranks)
     groups = cliques(values, cd)
     half = (k + 1) // 2
-    top = 1.0
+    top = 0.9
     first = -0.35 - 0.12 * len(groups)  # y of the first label row
     bottom = first - ROW * (max(half, k - half) - 1) - 0.2
     fig, axes = new_figure(1, 1, width)
-    fig.set_size_inches(fig.get_size_inches()[0], 0.35 * (top - bottom) + 0.2)
+    fig.set_size_inches(fig.get_size_inches()[0], 0.32 * (top - bottom) + 0.3)
     ax = axes[0, 0]
     ax.set_axis_off()
-    ax.set_xlim(k + 0.2, 0.8)  # best (rank 1) on the right
-    ax.set_ylim(bottom, top + 0.2)
+    span = max(k - 1, 1)
+    ax.set_xlim(k + 0.6 * span, 1 - 0.6 * span)  # best (rank 1) on the right; labels outside
+    ax.set_ylim(bottom, top + 0.25)
     ax.plot([1, k], [0, 0], color="black", linewidth=0.8)
     for r in range(1, k + 1):
         ax.plot([r, r], [0, 0.1], color="black", linewidth=0.8)
@@ -62,21 +63,35 @@ def cd_figure(mean_ranks: pd.Series, cd: float, alpha: float, width: str = "sing
     for i, (name, rank) in enumerate(zip(names, values, strict=True)):
         right = i < half
         y = first - ROW * (i if right else k - 1 - i)
-        end = 0.9 if right else k + 0.1
-        colour = method_colour(name)
-        ax.plot([rank, rank, end], [0, y, y], color=colour, linewidth=0.8)
+        end = 1 - 0.05 * span if right else k + 0.05 * span
+        ax.plot([rank, rank, end], [0, y, y], color=method_colour(name), linewidth=0.8)
         label = f"{name} ({rank:.2f})" if right else f"({rank:.2f}) {name}"
         ax.text(end, y, " " + label + " ", ha="left" if right else "right", va="center")
     return fig
 
 
-def cost_quality_figure(table: pd.DataFrame, width: str = "single"):
+def _label_heights(x: np.ndarray, y: np.ndarray, gap: float) -> np.ndarray:
+    """Label y positions near `y`, moved down where two labels would overlap (points within half
+    a decade of each other on the log x axis and closer than `gap` in y)."""
+    placed: list[tuple[float, float]] = []
+    out = np.empty_like(y)
+    for i in np.argsort(-y):
+        height = y[i]
+        while any(abs(np.log10(x[i] / px)) < 0.5 and abs(height - py) < gap for px, py in placed):
+            height -= gap / 2
+        placed.append((x[i], height))
+        out[i] = height
+    return out
+
+
+def cost_quality_figure(table: pd.DataFrame, width: str = "double"):
     """Each method's mean AUROC over settings against its mean seconds per job (log x); the
     Pareto front (no method is both faster and better) joined by a dashed staircase."""
     seconds = table["seconds"].clip(lower=SECONDS_FLOOR).to_numpy()
     quality = table["auroc"].to_numpy()
     front = pareto_front(seconds, quality)
     fig, axes = new_figure(1, 1, width)
+    fig.set_size_inches(fig.get_size_inches()[0], 3.0)
     ax = axes[0, 0]
     order = np.argsort(seconds[front])
     ax.step(
@@ -88,7 +103,10 @@ def cost_quality_figure(table: pd.DataFrame, width: str = "single"):
         linewidth=0.8,
         label="Pareto front",
     )
-    for name, x, y, best in zip(table["method"], seconds, quality, front, strict=True):
+    gap = 0.05 * (np.nanmax(quality) - np.nanmin(quality) + 0.05)
+    heights = _label_heights(seconds, quality, gap)
+    points = zip(table["method"], seconds, quality, heights, front, strict=True)
+    for name, x, y, height, best in points:
         ax.scatter(
             x,
             y,
@@ -97,7 +115,16 @@ def cost_quality_figure(table: pd.DataFrame, width: str = "single"):
             linewidth=0.8,
             zorder=3,
         )
-        ax.annotate(name, (x, y), xytext=(3, 2), textcoords="offset points", fontsize=6)
+        ax.annotate(
+            name,
+            (x, y),
+            xytext=(x * 1.25, height),
+            fontsize=6,
+            va="center",
+            arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.4}
+            if height != y
+            else None,
+        )
     ax.set_xscale("log")
     ax.set_xlabel(f"seconds per job (mean; below {SECONDS_FLOOR:g} s drawn at it)")
     ax.set_ylabel("AUROC (mean over settings)")
@@ -106,7 +133,7 @@ def cost_quality_figure(table: pd.DataFrame, width: str = "single"):
     return fig
 
 
-def leaderboard_figures(board: Leaderboard, width: str = "single", alpha: float = 0.05) -> dict:
+def leaderboard_figures(board: Leaderboard, width: str = "double", alpha: float = 0.05) -> dict:
     """{name: Figure} of the figures the leaderboard supports (no CD diagram without a rank test)."""
     figures = {"cost_quality": cost_quality_figure(board.table, width)}
     if board.cd is not None:

@@ -11,27 +11,38 @@ from pathlib import Path
 
 import pandas as pd
 
+from valbench import games
 from valbench.report.collect import collect
+from valbench.testing import check_method
 
 METHOD = '''
-"""A method of my own: v_i = mean U(S) over random half-subsets S holding i, minus without i."""
+"""A method of my own, outside valbench (the README's example)."""
 
 import time
 
 import numpy as np
 
-from valbench.types import Valuation
+from valbench.methods.base import BaseMethod
+from valbench.types import BudgetTooSmall, Valuation
 
 
-class HalfSubsetDifference:
+class HalfSubsetDifference(BaseMethod):
+    """v_i = mean U(S) over uniform random subsets S holding i, minus the mean over those without
+    i: a Monte Carlo estimate of the Banzhaf value."""
+
     def __init__(self, budget: int = 200):
-        self.budget = budget  # game evaluations
+        self.budget = budget
+
+    def min_budget(self, n_players):
+        return 2
 
     def value(self, game, *, seed, problem=None):
+        if self.budget < 2:
+            raise BudgetTooSmall(f"budget {self.budget} < 2 evaluations", minimum=2)
         start = time.perf_counter()
         masks = np.random.default_rng(seed).random((self.budget, game.n_players)) < 0.5
         utility = np.asarray(game(masks), dtype=float)
-        if utility.ndim == 2:  # one column per query: their mean
+        if utility.ndim == 2:  # per-query games: one column per query
             utility = utility.mean(axis=1)
         inside = masks.T @ utility / np.maximum(masks.sum(0), 1)
         outside = (~masks).T @ utility / np.maximum((~masks).sum(0), 1)
@@ -53,9 +64,15 @@ def run(*args: str, cwd: Path) -> str:
     return done.stdout
 
 
-def test_a_method_from_my_own_package_runs_in_a_sweep_and_enters_the_leaderboard(tmp_path):
+def test_a_method_from_my_own_package_runs_in_a_sweep_and_enters_the_leaderboard(
+    tmp_path, monkeypatch
+):
     (tmp_path / "mypkg").mkdir()
     (tmp_path / "mypkg" / "__init__.py").write_text(METHOD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from mypkg import HalfSubsetDifference
+
+    check_method(HalfSubsetDifference(budget=2000), target=games.banzhaf)
     (tmp_path / "myconf" / "method").mkdir(parents=True)
     (tmp_path / "myconf" / "method" / "half_diff.yaml").write_text(CONFIG)
     bin_ = Path(sys.executable).parent

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -20,10 +21,10 @@ from valbench.report.collect import collect
 from valbench.report.html import render
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it)",
-)
+MISSING = "chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it)"
+if CHROMIUM is None and os.environ.get("VALBENCH_REQUIRE_CHROMIUM"):
+    raise RuntimeError(f"VALBENCH_REQUIRE_CHROMIUM is set but {MISSING}")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
 FLAGS = (
     "--headless",
     "--no-sandbox",
