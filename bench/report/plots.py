@@ -152,11 +152,14 @@ def selection_figure(summary: pd.DataFrame, width: str = "auto"):
 def budget_figure(frame: pd.DataFrame, width: str = "auto"):
     """Panels base x (precision, recall) against c of a `budget_c` sweep (Lin et al. 2022, Fig. 3):
     a method's own selection where it makes one (AME with knockoffs), else its k top-valued points;
-    methods without a budget are dashed lines. None when no job ran at a c."""
+    methods without a budget are dashed lines. None when no job ran at a c, or every method ran
+    at one c only (a single budget, as in experiment=leaderboard: no curve to draw)."""
     col = "config.budget_c"
     if col not in frame or pd.to_numeric(frame[col], errors="coerce").isna().all():
         return None
     summary = summarize(frame, ["sel_precision", "sel_recall", "precision_at_k", "recall_at_k"])
+    if col not in summary:  # c does not vary within any method and setting
+        return None
     summary[col] = pd.to_numeric(summary[col], errors="coerce")
     selects = summary.groupby("method")["sel_recall"].transform(lambda v: v.notna().any())
     for what in ("precision", "recall"):

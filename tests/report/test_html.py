@@ -69,6 +69,14 @@ def test_one_setting_and_collected_tables_render(sweep, tmp_path):
     assert "ame_knockoff" in page and len(images(page)) >= 4
 
 
+def test_the_committed_leaderboard_renders(tmp_path):
+    jobs = RESULTS / "leaderboard" / "jobs.csv"
+    assert main(["html", str(jobs), "-o", str(tmp_path / "leaderboard.html")]) == 0
+    page = (tmp_path / "leaderboard.html").read_text()
+    assert 'id="fig-cd"' in page and "Friedman test over N = 11 settings" in page
+    assert page.split("<h2>Jobs</h2>")[1].count("<tr") == 1 + 770
+
+
 def test_html_command_makes_a_missing_folder_and_prints_the_path(sweep, tmp_path, capsys):
     out = tmp_path / "new" / "folder" / "report.html"
     assert main(["html", str(sweep), "-o", str(out), "--title", "my sweep"]) == 0
