@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from valbench import games
 from valbench.report.collect import collect
@@ -64,6 +65,7 @@ def run(*args: str, cwd: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # a sweep in a subprocess
 def test_a_method_from_my_own_package_runs_in_a_sweep_and_enters_the_leaderboard(
     tmp_path, monkeypatch
 ):

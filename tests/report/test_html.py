@@ -69,6 +69,7 @@ def test_one_setting_and_collected_tables_render(sweep, tmp_path):
     assert "ame_knockoff" in page and len(images(page)) >= 4
 
 
+@pytest.mark.slow  # 770 jobs
 def test_the_committed_leaderboard_renders(tmp_path):
     jobs = RESULTS / "leaderboard" / "jobs.csv"
     assert main(["html", str(jobs), "-o", str(tmp_path / "leaderboard.html")]) == 0
