@@ -30,10 +30,38 @@ import threading
 from dataclasses import dataclass
 
 import torch
-from torch.linalg import solve_triangular
+import torch.nn.functional as F
 
 ARMIJO_C1 = 1e-4
 MAX_LINE_SEARCH = 30
+MIN_ROWS = MIN_COLS = 16  # rowwise_mm's smallest shape (see there)
+PAD = 64  # the objective's rows are padded to a multiple of this (see LogregObjective)
+
+
+def rowwise_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """a @ b (M, N), row i a function of a[i] and b alone, bitwise, whatever the other rows of a.
+
+    Each row of a belongs to one model, so this makes a model's result independent of the batch
+    it is solved in. BLAS libraries pick kernels, and with them the order of the sums, by shape; on
+    one thread MKL's order per row is the same for every M >= 4 and N >= 12 (measured), so fewer
+    than MIN_ROWS rows or MIN_COLS columns are padded with zeros (the padding is cut off again).
+    Reductions split over threads are not invariant: the engine runs each CPU chunk on one thread.
+    """
+    m, n = a.shape[0], b.shape[1]
+    if m >= MIN_ROWS and n >= MIN_COLS:
+        return torch.mm(a, b, out=out)
+    if m < MIN_ROWS:
+        a = torch.cat([a, a.new_zeros((MIN_ROWS - m, a.shape[1]))])
+    if n < MIN_COLS:
+        b = torch.cat([b, b.new_zeros((b.shape[0], MIN_COLS - n))], 1)
+    result = (a @ b)[:m, :n]
+    return result if out is None else out.copy_(result)
+
+
+def pad_rows(t: torch.Tensor, multiple: int) -> torch.Tensor:
+    """t with zero rows appended up to a multiple of `multiple` rows."""
+    extra = -len(t) % multiple
+    return torch.cat([t, t.new_zeros((extra, *t.shape[1:]))]) if extra else t
 
 
 def nonzero_features(x: torch.Tensor) -> torch.Tensor:
@@ -49,13 +77,21 @@ class LogregObjective:
     R = K rows (one per class) for K > 2. For K = 2, R = 1 as in scikit-learn's binomial loss: class
     0's logit is fixed at 0, so the penalty is on one weight vector (two symmetric rows would halve
     it: a different C).
+
+    The n points are padded with all-zero rows of weight 0 to a multiple of PAD: elementwise
+    kernels compute a contiguous tensor's tail (numel mod the vector width) by scalar code, whose
+    exp2 / log round differently from the vector code, so without the padding a model's values
+    would depend on how many models share its tensors.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
-        self.x = torch.cat([x, torch.ones_like(x[:, :1])], 1)  # (n, D)
-        self.xt = self.x.T.contiguous()
-        self._xt_log2 = self.xt * math.log2(math.e)  # logits in bits: exp2 is ~6x faster than exp
-        self.y, self.n_classes = y, n_classes
+        self.n = len(x)
+        self.x = pad_rows(torch.cat([x, torch.ones_like(x[:, :1])], 1), PAD)  # (n_pad, D)
+        self.xt = self.x[: self.n].T.contiguous()  # (D, n), the points only
+        self._xt_log2 = (
+            self.x.T * math.log2(math.e)
+        ).contiguous()  # logits in bits: exp2 is ~6x faster than exp
+        self.y, self.n_classes = pad_rows(y, PAD), n_classes
         self.n_rows = 1 if n_classes == 2 else n_classes
         self.n_evals = 0  # model-evaluations of (f, grad)
         self.flops = 0  # matmul FLOPs spent (objective and preconditioner), for FLOP accounting
@@ -78,7 +114,7 @@ class LogregObjective:
         z = (xt.new_empty(k * b * m) if out is None else out).view(k, b, m)
         if rows < k:
             z[0].zero_()
-        torch.mm(theta.transpose(0, 1).reshape(rows * b, d), xt, out=z[k - rows :].view(-1, m))
+        rowwise_mm(theta.transpose(0, 1).reshape(rows * b, d), xt, out=z[k - rows :].view(-1, m))
         return z
 
     def _workspace(self, size: int, like: torch.Tensor) -> torch.Tensor:
@@ -88,12 +124,19 @@ class LogregObjective:
             buffer = self._local.buffer = like.new_empty(size)
         return buffer[:size]
 
+    def pad(self, weights: torch.Tensor) -> torch.Tensor:
+        """Weights (B, n) -> (B, n_pad), the padding rows' weights 0."""
+        return pad_rows(weights.T, PAD).T.contiguous()
+
     def __call__(
         self, theta: torch.Tensor, weights: torch.Tensor, penalty: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """f (B,) and grad (B, R, D); weights (B, n) = m_b / S_b, penalty (B,) = 1 / (C S_b)."""
+        """f (B,) and grad (B, R, D); weights (B, n) = m_b / S_b (or padded, see `pad`), penalty
+        (B,) = 1 / (C S_b)."""
         b, rows, d = theta.shape
         k, n = self.n_classes, len(self.x)
+        if weights.shape[1] != n:
+            weights = self.pad(weights)
         z = self.logits(theta, self._xt_log2, self._workspace(k * b * n, theta))  # (K, B, n) bits
         index = self.y.expand(1, b, n)
         zmax = z.amax(0)
@@ -105,7 +148,7 @@ class LogregObjective:
         f = torch.linalg.vecdot(ce, weights) + 0.5 * penalty * w.square().sum((1, 2))
         e.mul_(weights / total).scatter_add_(0, index, -weights[None])  # (P - Y) m_b / S_b
         e = e[k - rows :].reshape(rows * b, n)
-        grad = (self.xt @ e.T).view(d, rows, b).permute(2, 1, 0).contiguous()
+        grad = rowwise_mm(e, self.x).view(rows, b, d).transpose(0, 1).contiguous()
         grad[..., :-1].add_(w * penalty[:, None, None])
         self.count(b, b * self.flops_per_eval)
         return f, grad
@@ -119,6 +162,11 @@ class CurvatureMemory:
     with R the upper triangle of S^T Y in time order, D its diagonal, gamma = s^T y / y^T y of the
     newest pair. The vectors sit in a ring of m slots, the small matrices in time order (oldest
     first); a skipped update (no positive curvature) stores zeros and drops out of both formulas.
+
+    R^{-1} is kept up to date instead of solving with R: dropping the oldest pair keeps the trailing
+    block of R^{-1}, a new pair (column r, diagonal d) appends [-R^{-1} r / d; 1 / d]. The small
+    products are written as elementwise sums, not batched BLAS calls: MKL's batched triangular
+    solves and (1, k) x (k, p) products round differently by a model's position in the batch.
     """
 
     def __init__(self, g: torch.Tensor, m: int) -> None:
@@ -127,13 +175,14 @@ class CurvatureMemory:
         self.pairs = g.new_zeros((b, 2 * m, p))  # slots 0..m-1: s; m..2m-1: y
         self.sy = g.new_zeros((b, 0, 0))  # s_i^T y_j, time order
         self.yy = g.new_zeros((b, 0, 0))
+        self.rinv = g.new_zeros((b, 0, 0))  # R^{-1}
         self.valid = torch.zeros((b, 0), dtype=torch.bool, device=g.device)
         self.gamma = 1.0 / g.norm(dim=1).clamp_min(
             torch.finfo(g.dtype).tiny
         )  # first step: length 1
 
     def keep(self, rows: torch.Tensor) -> None:
-        for name in ("pairs", "sy", "yy", "valid", "gamma"):
+        for name in ("pairs", "sy", "yy", "rinv", "valid", "gamma"):
             setattr(self, name, getattr(self, name)[rows])
 
     def _slots(self, device) -> torch.Tensor:
@@ -158,6 +207,9 @@ class CurvatureMemory:
         self.yy = _grow(self.yy[:, keep, keep], dots[:, 0, filled:], dots[:, 0, filled:])
         self.valid = torch.cat([self.valid[:, keep], valid[:, None]], 1)
         self.gamma = torch.where(valid, sy / yy.where(valid, 1.0), self.gamma)
+        rinv, inv_d = self.rinv[:, keep, keep], 1.0 / sy.where(valid, 1.0)[:, None]
+        top = -(rinv * self.sy[:, None, :-1, -1]).sum(2) * inv_d
+        self.rinv = _grow(rinv, torch.cat([top, inv_d], 1), F.pad(inv_d, (len(top[0]), 0)))
 
     def apply(self, g: torch.Tensor) -> torch.Tensor:
         """H g for g (B, p)."""
@@ -168,14 +220,16 @@ class CurvatureMemory:
         uv = torch.bmm(g[:, None, :], self.pairs.mT).mT[:, order]  # (B, 2 filled, 1)
         u, v = uv[:, :filled], uv[:, filled:]
         diag = torch.diagonal(self.sy, dim1=1, dim2=2)
-        r = torch.triu(self.sy, diagonal=1) + torch.diag_embed(diag.where(self.valid, 1.0))
         gamma = self.gamma[:, None, None]
-        c = solve_triangular(r, u, upper=True)
-        w = diag.where(self.valid, 0.0)[:, :, None] * c + gamma * (self.yy @ c - v)
-        a = solve_triangular(r.mT, w, upper=False)
-        coef = g.new_zeros((len(g), 1, 2 * self.m))
-        coef[:, :, order] = torch.cat([a, -gamma * c], 1).mT
-        return self.gamma[:, None] * g + torch.bmm(coef, self.pairs)[:, 0]
+        c = (self.rinv * u.mT).sum(2, keepdim=True)  # R^{-1} u
+        yyc = (self.yy * c.mT).sum(2, keepdim=True)
+        w = diag.where(self.valid, 0.0)[:, :, None] * c + gamma * (yyc - v)
+        a = (self.rinv * w).sum(1)[:, :, None]  # R^{-T} w
+        coef = g.new_zeros((len(g), 2 * self.m, 1))
+        coef[:, order] = torch.cat([a, -gamma * c], 1)
+        # pairs^T coef, not coef^T pairs: MKL's batched (1, 2m) x (2m, p) products pair up batch
+        # items, so a model's result would depend on the batch's parity (measured)
+        return self.gamma[:, None] * g + torch.bmm(self.pairs.mT, coef)[..., 0]
 
 
 def _grow(matrix: torch.Tensor, column: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
@@ -200,7 +254,7 @@ class Preconditioner:
         k, rows = objective.n_classes, objective.n_rows
         z = objective.logits(theta_ref[None].double(), x.T)[:, 0]  # (K, n)
         p = torch.softmax(z, 0)[k - rows :]
-        q = p * (1 - p) / len(x)  # (R, n)
+        q = p * (1 - p) / objective.n  # (R, n); padding rows have x = 0
         blocks = torch.einsum("rn,nd,ne->rde", q, x, x)
         lam, vectors = torch.linalg.eigh(blocks)
         dtype = objective.x.dtype
@@ -217,12 +271,17 @@ class Preconditioner:
     def to_theta(self, u: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """M_b u_b (B, R, D): row r is (scale_br * u_br) V_r^T."""
         self.objective.count(0, len(u) * self.flops_per_model)
-        return torch.bmm((u * scale).transpose(0, 1), self.vectors_t).transpose(0, 1)
+        return _per_row(u * scale, self.vectors_t)
 
     def to_u(self, grad: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """M_b^T g_b (B, R, D): the gradient in u of a gradient g_b in theta."""
         self.objective.count(0, len(grad) * self.flops_per_model)
-        return torch.bmm(grad.transpose(0, 1), self.vectors).transpose(0, 1) * scale
+        return _per_row(grad, self.vectors) * scale
+
+
+def _per_row(x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
+    """(B, R, D) with row r = x[:, r] @ mats[r], each model's row by `rowwise_mm`."""
+    return torch.stack([rowwise_mm(x[:, r], mats[r]) for r in range(len(mats))], 1)
 
 
 @dataclass
@@ -262,7 +321,7 @@ def lbfgs_logreg(
     pre = preconditioner
     ws = _Models(  # the models still running, compacted whenever some of them stop
         ids=torch.arange(n_models, device=theta0.device),
-        weights=masks / sizes[:, None],
+        weights=objective.pad(masks / sizes[:, None]),
         penalty=penalty,
         base=theta0 if pre is not None else None,
         scale=pre.scales(penalty) if pre is not None else None,

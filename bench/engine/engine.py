@@ -15,10 +15,11 @@ its minibatches from the points with w_bi > 0 and weighs each sampled loss by w_
 w_bj, so that it descends its weighted mean loss sum_i w_bi l_i / sum_i w_bi (for a mask: the plain
 mean over its coalition). `fit` returns the trained parameters instead of predictions.
 
-A submodel's randomness (initialisation, minibatches) is a function of (seed, mask) alone, so its
-result does not depend on the batch or chunk it is trained in, and CPU runs repeat exactly for a seed.
-B is cut into chunks that fit `memory_mb` (bench/engine/chunks.py); a chunk that runs out of memory is
-retried at half size, and on CPU one chunk per core runs at a time.
+A submodel's randomness (initialisation, minibatches) is a function of (seed, mask) alone, and on CPU
+its arithmetic too: every chunk runs on one thread (one chunk per core at a time) and logreg's
+matmuls are row-invariant (`convex.rowwise_mm`), so a submodel's result is bitwise the same whatever
+the batch, the chunk size, the thread count or the machine's load. B is cut into chunks that fit
+`memory_mb` (bench/engine/chunks.py); a chunk that runs out of memory is retried at half size.
 """
 
 from __future__ import annotations
@@ -37,13 +38,20 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ..types import check_masks
 from .chunks import one_thread, run_chunks
-from .convex import LbfgsResult, LogregObjective, Preconditioner, lbfgs_logreg, nonzero_features
+from .convex import (
+    PAD,
+    LbfgsResult,
+    LogregObjective,
+    Preconditioner,
+    lbfgs_logreg,
+    nonzero_features,
+    pad_rows,
+)
 from .models import ARCH_KEYS, IMAGE_MODELS, MLP, build_model, check_fits
 from .randomness import draw_positions, mask_keys
 from .specs import DTYPES, ConvexSpec, NetworkSpec, Options, keys_of
 
 log = logging.getLogger(__name__)
-SMALL_STEP_FLOPS = 5e7  # a chunk step below this runs on one CPU thread
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -167,7 +175,8 @@ class Engine:
                     raise ValueError(
                         "logreg is solved by L-BFGS: it has no optimiser steps to report"
                     )
-                theta = self._train_convex(masks_t)
+                with self._one_thread():
+                    theta = self._train_convex(masks_t)
                 return {"layers.0.weight": theta[..., :-1], "layers.0.bias": theta[..., -1]}
             params, _ = self._train_networks(masks_t, keys, on_step)
         return {k: v.detach() for k, v in params.items()}
@@ -199,11 +208,12 @@ class Engine:
             workers = torch.get_num_threads()
             chunk = min(chunk, int(self.options.cpu_chunk), -(-len(masks) // workers))
         if self.convex:
-            self._start()  # once, before chunks run in parallel
+            with self._one_thread():
+                self._start()  # once, before chunks run in parallel
         out = np.empty((len(masks), len(x_eval), self.n_classes))
 
         def fit(a: int, b: int) -> np.ndarray:
-            with self._threads(b - a):
+            with self._one_thread():
                 return self.fit_predict_chunk(masks[a:b], keys[a:b], x_eval_t)
 
         t0 = time.perf_counter()
@@ -229,6 +239,9 @@ class Engine:
         self, masks: np.ndarray, keys: np.ndarray, x_eval: torch.Tensor
     ) -> np.ndarray:
         """One chunk: train its submodels together and predict; (b, m, K) probabilities."""
+        if not self.convex and not self.fast and len(masks) == 1:
+            # vmap over a single model runs other kernels (another rounding): train it twice
+            return self.fit_predict_chunk(np.repeat(masks, 2, 0), np.repeat(keys, 2), x_eval)[:1]
         masks_t = torch.as_tensor(masks, device=self.device)
         if self.convex:
             return self._convex_chunk(masks_t, x_eval)
@@ -264,8 +277,9 @@ class Engine:
     def _convex_chunk(self, masks: torch.Tensor, x_eval: torch.Tensor) -> np.ndarray:
         theta = self._train_convex(masks)
         x1 = torch.cat([x_eval.flatten(1), torch.ones_like(x_eval[:, :1].flatten(1))], 1)
-        logits = self.objective.logits(theta, x1.T)  # (K, b, m)
-        return torch.softmax(logits, 0).permute(1, 2, 0).double().cpu().numpy()
+        logits = self.objective.logits(theta, pad_rows(x1, PAD).T)  # (K, b, m_pad), see PAD
+        probs = torch.softmax(logits, 0)[:, :, : len(x1)]
+        return probs.permute(1, 2, 0).double().cpu().numpy()
 
     def _train_convex(self, masks: torch.Tensor) -> torch.Tensor:
         """Fitted parameters theta (b, R, d + 1), intercept last (R = K, or 1 for two classes)."""
@@ -355,18 +369,10 @@ class Engine:
         enabled = self.device.type == "cuda" and getattr(self.spec, "bf16", False)
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def _threads(self, n_models: int):
-        """One CPU thread for a chunk whose step is too small to split (< SMALL_STEP_FLOPS): thread
-        start-up outweighs the work, and on a busy machine waiting threads stall every small op."""
-        if self.device.type == "cpu" and torch.get_num_threads() > 1:
-            per_model = (
-                self.objective.flops_per_eval
-                if self.convex
-                else 6 * self.spec.batch_size * self.n_params
-            )
-            if n_models * per_model < SMALL_STEP_FLOPS:
-                return one_thread()
-        return nullcontext()
+    def _one_thread(self):
+        """On CPU, one intra-op thread: sums split over threads depend on the thread count, and
+        chunks give the cores work in parallel instead (see the module docstring)."""
+        return one_thread() if self.device.type == "cpu" else nullcontext()
 
     @contextmanager
     def _precision(self):
