@@ -35,7 +35,7 @@ import torch.nn.functional as F
 ARMIJO_C1 = 1e-4
 MAX_LINE_SEARCH = 30
 MIN_ROWS = MIN_COLS = 16  # rowwise_mm's smallest shape (see there)
-PAD = 64  # the objective's rows are padded to a multiple of this (see LogregObjective)
+PAD = 32  # the objective's rows are padded to a multiple of this (see LogregObjective)
 
 
 def rowwise_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -79,9 +79,9 @@ class LogregObjective:
     it: a different C).
 
     The n points are padded with all-zero rows of weight 0 to a multiple of PAD: elementwise
-    kernels compute a contiguous tensor's tail (numel mod the vector width) by scalar code, whose
-    exp2 / log round differently from the vector code, so without the padding a model's values
-    would depend on how many models share its tensors.
+    kernels compute a contiguous tensor's tail (numel mod two vectors: 32 float32 with AVX-512) by
+    scalar code, whose exp2 / log round differently from the vector code, so without the padding a
+    model's values would depend on how many models share its tensors.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:

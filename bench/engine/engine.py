@@ -52,6 +52,9 @@ from .randomness import draw_positions, mask_keys
 from .specs import DTYPES, ConvexSpec, NetworkSpec, Options, keys_of
 
 log = logging.getLogger(__name__)
+CPU_CHUNK_MB = (
+    32  # default CPU chunk: its training state about an L3 cache (results/perf/chunks.md)
+)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -66,6 +69,12 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:INDEX")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but CUDA is not available; use auto or cpu")
+    count = torch.cuda.device_count() if dev.type == "cuda" else 0
+    if dev.type == "cuda" and dev.index is not None and dev.index >= count:
+        raise ValueError(
+            f"device {device!r} does not exist: this machine has {count} CUDA device(s), "
+            f"cuda:0 to cuda:{count - 1}"
+        )
     return dev
 
 
@@ -159,6 +168,21 @@ class Engine:
         per_sample = 3 * self.activations + int(np.prod(self.input_shape))
         return item * (p * (2 + slots) + self.spec.batch_size * per_sample + 2 * n_eval * k)
 
+    def chunk_size(self, n_masks: int, n_eval: int, workers: int = 1) -> int:
+        """Submodels per chunk: as many as fit `memory_mb`; on CPU also at most `cpu_chunk` or, by
+        default, as many as keep a chunk's training state within CPU_CHUNK_MB (small problems run
+        in large chunks, large ones stay cache-sized), cut into equal chunks, a multiple of
+        `workers` of them. The chunk size never changes a result (module docstring), only speed."""
+        per_model = self.bytes_per_model(n_eval)
+        chunk = min(n_masks, int(self.options.memory_mb * 2**20 // per_model))
+        if self.device.type == "cpu":
+            cap = self.options.cpu_chunk or CPU_CHUNK_MB * 2**20 // self.bytes_per_model(0)
+            rounds = -(-n_masks // (workers * max(1, min(chunk, int(cap)))))
+            chunk = -(-n_masks // (workers * rounds))  # equal chunks, every round fills each core
+        if not self.convex and not self.fast:  # a chunk of one would be trained twice
+            chunk = max(chunk, min(2, n_masks))
+        return max(chunk, 1)
+
     def fit(
         self, masks: np.ndarray, on_step: Callable[[int, dict], object] | None = None
     ) -> dict[str, torch.Tensor]:
@@ -202,11 +226,8 @@ class Engine:
                 f"one {self.name} submodel needs about {per_model / 2**20:.1f} MiB, more than "
                 f"model.memory_mb={self.options.memory_mb}; raise it or shrink the model/batch"
             )
-        chunk = min(len(masks), int(budget // per_model))
-        workers = 1
-        if self.device.type == "cpu":  # one chunk per core, as even as the chunk cap allows
-            workers = torch.get_num_threads()
-            chunk = min(chunk, int(self.options.cpu_chunk), -(-len(masks) // workers))
+        workers = torch.get_num_threads() if self.device.type == "cpu" else 1
+        chunk = self.chunk_size(len(masks), len(x_eval), workers)
         if self.convex:
             with self._one_thread():
                 self._start()  # once, before chunks run in parallel

@@ -18,12 +18,18 @@ class Options:
     dtype: str = "float32"  # float32 | float64
     tf32: bool = False  # CUDA only: TF32 matmuls and convolutions
     memory_mb: float = 2048  # memory budget of one chunk of submodels
-    cpu_chunk: int = 256  # CPU only: at most this many submodels per chunk (cache-sized is fastest)
+    cpu_chunk: int | None = None  # CPU only: at most this many submodels per chunk; None: sized
+    # to the problem, a chunk's training state about CPU_CHUNK_MB (bench/engine/engine.py)
 
     def __post_init__(self) -> None:
         _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
         _check(self.memory_mb > 0, "memory_mb", self.memory_mb, "a positive number of MiB")
-        _check(int(self.cpu_chunk) >= 1, "cpu_chunk", self.cpu_chunk, "an integer >= 1")
+        _check(
+            self.cpu_chunk is None or int(self.cpu_chunk) >= 1,
+            "cpu_chunk",
+            self.cpu_chunk,
+            "null (sized to the problem) or an integer >= 1",
+        )
 
 
 @dataclass(frozen=True)

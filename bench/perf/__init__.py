@@ -3,6 +3,7 @@ results/perf/ with the machine that produced them; methods are built by name (ma
 
 python -m valbench.perf engine        # batched engine vs the per-mask scikit-learn loop
 python -m valbench.perf estimators    # error vs budget of the subset estimators
+python -m valbench.perf chunks        # engine throughput vs CPU chunk size (the default's calibration)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 COMMANDS = {  # command -> module with main(argv) and a docstring whose first line says what it does
     "engine": "valbench.perf.engine",
     "estimators": "valbench.perf.estimators",
+    "chunks": "valbench.perf.chunks",
 }
 
 

@@ -1,20 +1,24 @@
-"""The engine benchmark; results go to results/perf/engine_MODEL_DEVICE.csv with the machine.
+"""The engine benchmark; results go to results/perf/engine_MODEL_DEVICE.csv with the machine, and a
+summary of every model's latest row to results/perf/engine_DEVICE.md (the README's perf table).
 
-python -m valbench.perf engine                      # logreg on digits, B = 1024, vs scikit-learn
-python -m valbench.perf engine --model mlp --masks 256 model.steps=200   # Hydra overrides last
+python -m valbench.perf engine                          # logreg on digits, B = 1024, vs scikit-learn
+python -m valbench.perf engine --model mlp              # digits, vs a per-model torch loop
+python -m valbench.perf engine --model cnn              # generated CIFAR-shaped images, ditto
+python -m valbench.perf engine --model resnet9 model.steps=100   # Hydra overrides last
 
-It measures submodels per second of the batched engine and of the per-mask scikit-learn loop
-(`SklearnUtility`, one BLAS thread, logreg only) on the same masks, their agreement, and the engine's
-achieved FLOP/s as a fraction of a plain square matmul's FLOP/s measured in the same run. Wall
-times decide the speed-up; process CPU times are recorded beside them (on a machine shared with other
-work they show what each side cost).
+It measures submodels per second of the batched engine and of the plain per-mask reference on the
+same masks (a prefix of them): scikit-learn's LogisticRegression for logreg (one BLAS thread), for
+networks a per-model torch loop with the same steps, minibatches, optimiser and seed
+(`engine.loop`), their agreement, and the engine's achieved FLOP/s as a fraction of a plain square
+matmul's (or, for convolutional models, a plain convolution's) FLOP/s measured in the same run. Wall
+times decide the speed-up; process CPU times and the load average are recorded beside them (on a
+machine shared with other work they show what each side cost).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import io
 import os
 import platform
 import time
@@ -26,12 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from valbench.datasets import prepare
+from valbench.datasets import Split, prepare
 
 from ..engine.device import device_name, versions
+from ..engine.loop import loop_fit_predict
+from ..engine.models import ARCH_KEYS, IMAGE_MODELS
 from ..problem import SKLEARN_KEYS, _plain, compose
-from ..store.records import write_atomic
 from ..utility import EngineUtility, SklearnUtility
+from .output import load_average, write_csv, write_markdown
 
 
 def matmul_flops(device: torch.device, dtype: torch.dtype, tf32: bool, size: int) -> float:
@@ -51,6 +57,38 @@ def matmul_flops(device: torch.device, dtype: torch.dtype, tf32: bool, size: int
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old
     return 2 * size**3 / best
+
+
+def conv_flops(device: torch.device, dtype: torch.dtype, tf32: bool, batch: int = 64) -> float:
+    """FLOP/s of a plain 3x3 convolution, 64 -> 64 channels on 32 x 32 images (ResNet-9's prep
+    layer): best of several, after a warm-up."""
+    x = torch.randn(batch, 64, 32, 32, device=device, dtype=dtype)
+    w = torch.randn(64, 64, 3, 3, device=device, dtype=dtype)
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        F.conv2d(x, w, padding=1)
+        best = float("inf")
+        for _ in range(4):
+            t0 = time.perf_counter()
+            F.conv2d(x, w, padding=1)
+            _sync(device)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+    return 2 * batch * 64 * 64 * 9 * 32 * 32 / best
+
+
+def cifar_like(n_train: int = 1000, n_val: int = 200, seed: int = 0) -> Split:
+    """A generated CIFAR-shaped split (3 x 32 x 32, 10 classes): noise around a per-class colour."""
+    rng = np.random.default_rng(seed)
+    parts = {}
+    for part, n in (("train", n_train), ("val", n_val), ("test", 10)):
+        y = np.arange(n) % 10
+        x = rng.standard_normal((n, 3, 32, 32), dtype=np.float32)
+        parts[f"x_{part}"] = x + (y[:, None, None, None] - 4.5) / 4
+        parts[f"y_{part}"] = y
+    return Split(**parts, n_classes=10, name="cifar_like", image_shape=(3, 32, 32))
 
 
 def _sync(device: torch.device) -> None:
@@ -80,19 +118,29 @@ def engine_flops(game: EngineUtility, n_models: int, n_eval: int, count_from: in
     return n_models * (engine.spec.steps * step + n_eval * counter.get_total_flops())
 
 
+def problem(args: argparse.Namespace):
+    """(split, truth, model config) of the benchmark: `--dataset` (default digits, or generated
+    CIFAR-shaped images for the convolutional models) with `--model` and the overrides."""
+    dataset = args.dataset or ("cifar_like" if args.model in IMAGE_MODELS else "digits")
+    names = [f"model={args.model}", "corruption=none"]
+    names.append("dataset=digits" if dataset == "cifar_like" else f"dataset={dataset}")
+    cfg = compose([*names, *args.overrides])
+    if dataset == "cifar_like":
+        return cifar_like(args.n_train, seed=args.seed), None, _plain(cfg.model)
+    split, truth = prepare(_plain(cfg.dataset), _plain(cfg.corruption), seed=args.seed)
+    return split, truth, _plain(cfg.model)
+
+
 def bench_engine(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(args.threads)
-    names = [f"dataset={args.dataset}", "corruption=none", f"model={args.model}"]
-    cfg = compose([*names, *args.overrides])
-    split, truth = prepare(_plain(cfg.dataset), _plain(cfg.corruption), seed=args.seed)
+    split, truth, model = problem(args)
     rng = np.random.default_rng(args.seed)
     masks = rng.random((args.masks, split.n_train)) < 0.5
     x_eval = split.x_val
-    game = EngineUtility(
-        split, truth, model=_plain(cfg.model), device=args.device, seed=args.seed, progress=False
-    )
+    game = EngineUtility(split, truth, model=model, device=args.device, seed=args.seed,
+                         progress=False)  # fmt: skip
     engine = game.engine
-    engine.fit_predict(masks[: min(len(masks), 32)], x_eval)  # warm-up: library start-up, buffers
+    engine.fit_predict(masks[: min(len(masks), 4)], x_eval)  # warm-up: library start-up, buffers
     seconds, probs, flops = float("inf"), None, 0.0
     for _ in range(args.repeats):
         counted = engine.objective.flops if engine.convex else 0
@@ -106,12 +154,17 @@ def bench_engine(args: argparse.Namespace) -> list[dict]:
             flops = engine_flops(game, len(masks), len(x_eval), counted)
     tf32 = engine.options.tf32
     size = args.matmul_size or (8192 if engine.device.type == "cuda" else 2048)
-    peak = matmul_flops(engine.device, engine.dtype, tf32, size)
+    conv = engine.name in IMAGE_MODELS
+    if conv:
+        peak, size = conv_flops(engine.device, engine.dtype, tf32), 0
+    else:
+        peak = matmul_flops(engine.device, engine.dtype, tf32, size)
     row = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device_name(str(engine.device)),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
         "torch_threads": torch.get_num_threads(),
+        "load_average": load_average(),
         "torch": versions()["torch"],
         "dataset": split.name,
         "n_train": split.n_train,
@@ -124,52 +177,84 @@ def bench_engine(args: argparse.Namespace) -> list[dict]:
         "engine_models_per_s": round(len(masks) / seconds, 1),
         "engine_cpu_seconds": round(cpu_seconds, 4),  # process CPU time, all threads
         "engine_gflops": round(flops / seconds / 1e9, 2),
-        "matmul_gflops": round(peak / 1e9, 2),
-        "matmul_size": size,
+        "peak": "conv 3x3 64->64" if conv else f"matmul {size}^2",
+        "peak_gflops": round(peak / 1e9, 2),
         "flop_fraction": round(flops / seconds / peak, 4),
         "iterations_mean": round(engine.stats["iterations"] / len(masks), 2),
         "not_converged": engine.stats["not_converged"],
+        "chunk": engine.chunk_size(len(masks), len(x_eval), torch.get_num_threads()),
     }
-    n_ref = min(args.reference_masks, len(masks)) if engine.name == "logreg" else 0
+    n_ref = min(args.reference_masks, len(masks))
     if n_ref:
-        reference = SklearnUtility(
-            split, truth, **{k: cfg.model[k] for k in SKLEARN_KEYS}, progress=False
-        )
         t0, cpu0 = time.perf_counter(), time.process_time()
-        ref = reference._predict_proba(masks[:n_ref], x_eval)
+        if engine.convex:
+            reference = SklearnUtility(
+                split, truth, **{k: model[k] for k in SKLEARN_KEYS if k in model}, progress=False
+            )
+            ref = reference._predict_proba(masks[:n_ref], x_eval)
+        else:
+            ref = loop_fit_predict(engine, masks[:n_ref], x_eval)
         ref_seconds, ref_cpu = time.perf_counter() - t0, time.process_time() - cpu0
         same = (probs[:n_ref].argmax(-1) == ref.argmax(-1)).mean(1)
         acc = lambda p: (p.argmax(-1) == split.y_val).mean()  # noqa: E731
         row.update(
+            reference="scikit-learn" if engine.convex else "torch loop",
             reference_masks=n_ref,
             reference_seconds=round(ref_seconds, 3),
-            reference_models_per_s=round(n_ref / ref_seconds, 1),
+            reference_models_per_s=round(n_ref / ref_seconds, 2),
             reference_cpu_seconds=round(ref_cpu, 3),
             speedup=round((len(masks) / seconds) / (n_ref / ref_seconds), 2),
             cpu_time_ratio=round((ref_cpu / n_ref) / (cpu_seconds / len(masks)), 2),
             agreement_min=round(float(same.min()), 4),
             agreement_mean=round(float(same.mean()), 5),
+            max_prob_diff=float(f"{np.abs(probs[:n_ref] - ref).max():.2g}"),
             accuracy_diff_points=round(100 * float(acc(probs[:n_ref]) - acc(ref)), 3),
         )
     return [row]
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(path, buf.getvalue().encode())
+SUMMARY = {  # column of engine_DEVICE.md -> key of a row
+    "model": "model",
+    "data (n)": "data",
+    "submodels": "masks",
+    "engine /s": "engine_models_per_s",
+    "reference": "reference",
+    "reference /s": "reference_models_per_s",
+    "speed-up": "speedup",
+    "GFLOP/s": "engine_gflops",
+    "share of peak": "flop_fraction",
+    "peak": "peak",
+    "agreement": "agreement_mean",
+    "load average": "load_average",
+}
+
+
+def write_summary(out: Path, kind: str) -> Path:
+    """engine_KIND.md: the latest row of every engine_MODEL_KIND.csv under `out`, in ARCH order."""
+    rows = []
+    for name in ARCH_KEYS:
+        path = out / f"engine_{name}_{kind}.csv"
+        if path.exists():
+            with open(path, newline="") as f:
+                row = list(csv.DictReader(f))[-1]
+            row["data"] = f"{row['dataset']} ({row['n_train']})"
+            rows.append({col: row.get(key, "") for col, key in SUMMARY.items()})
+    target = out / f"engine_{kind}.md"
+    write_markdown(rows, list(SUMMARY), target,
+                   f"Engine vs the per-mask reference on {kind} (python -m valbench.perf engine "
+                   "--model MODEL; rows from results/perf/engine_MODEL_" + kind + ".csv)")  # fmt: skip
+    return target
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m valbench.perf engine", description=__doc__)
-    parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--model", default="logreg")
+    parser.add_argument("--dataset", help="a dataset config, or cifar_like (generated images); "
+                        "default: digits, cifar_like for cnn and resnet9")  # fmt: skip
+    parser.add_argument("--n-train", type=int, default=1000, help="cifar_like training images")
+    parser.add_argument("--model", default="logreg", help=f"one of {', '.join(ARCH_KEYS)}")
     parser.add_argument("--masks", type=int, default=1024, help="B, submodels trained")
-    parser.add_argument(
-        "--reference-masks", type=int, default=1024, help="of those, fit by sklearn"
-    )
+    parser.add_argument("--reference-masks", type=int, default=1024,
+                        help="of those, trained by the reference too")  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=3, help="engine timings; the best is kept")
@@ -180,10 +265,12 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("results/perf"))
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model.steps=100")
     args = parser.parse_args(argv)
+    if args.model not in ARCH_KEYS:
+        parser.error(f"unknown --model {args.model!r}; available: {', '.join(ARCH_KEYS)}")
     rows = bench_engine(args)
     kind = torch.device(rows[0]["device"].split()[0]).type
     path = args.out / f"engine_{args.model}_{kind}.csv"
     write_csv(rows, path)
     for key, value in rows[0].items():
         print(f"{key:>24}: {value}")
-    print(f"wrote {path}")
+    print(f"wrote {path} and {write_summary(args.out, kind)}")

@@ -10,7 +10,8 @@ import torch
 
 from valbench.datasets import prepare
 from valbench.engine.chunks import one_thread
-from valbench.engine.engine import Engine, resolve_device
+from valbench.engine.engine import CPU_CHUNK_MB, Engine, resolve_device
+from valbench.engine.loop import loop_fit_predict
 from valbench.engine.randomness import draw_positions, mask_keys
 from valbench.problem import load_problem
 from valbench.types import evaluate
@@ -165,6 +166,14 @@ def test_device_selection():
             resolve_device("cuda")
 
 
+def test_a_cuda_index_that_does_not_exist_is_named(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1").index == 1
+    with pytest.raises(ValueError, match=r"'cuda:2' does not exist: .* 2 CUDA .* cuda:0 to cuda:1"):
+        resolve_device("cuda:2")
+
+
 def test_problem_picks_the_engine_and_keeps_the_reference_selectable():
     small = ["dataset.n_train=60", "dataset.n_val=30", "dataset.n_test=30", "progress=false"]
     problem = load_problem("wine", "none", model="mlp", overrides=small)
@@ -186,6 +195,24 @@ def test_small_memory_budget_gives_small_chunks_and_the_same_models(digits_split
     probs = small.fit_predict(masks, x, on_chunk=sizes.append)
     assert sizes == [2, 2, 2, 1]
     assert probs == pytest.approx(whole.fit_predict(masks, x), abs=1e-4)  # float32 round-off
+
+
+def test_cpu_chunks_are_sized_to_the_problem(digits_split):
+    small = prepare({"name": "breast_cancer", "n_train": 200, "n_val": 100}, NONE, seed=0)[0]
+    big, tiny = (Engine({"name": "logreg"}, *whole_data(s), s.n_classes, "cpu")
+                 for s in (digits_split, small))  # fmt: skip
+    for engine in (big, tiny):  # a chunk's training state is about CPU_CHUNK_MB
+        cap = CPU_CHUNK_MB * 2**20 // engine.bytes_per_model(0)
+        assert 0.99 * cap <= engine.chunk_size(10**6, 0) <= cap
+        chunk = engine.chunk_size(1000, 0, workers=2)  # equal chunks, an even number of them
+        assert (
+            chunk <= cap
+            and -(-1000 // chunk) % 2 == 0
+            and -(-1000 // (chunk - 1)) > -(-1000 // chunk)
+        )
+    assert tiny.chunk_size(10**6, 0) > 4 * big.chunk_size(10**6, 0) > 100
+    capped = Engine({"name": "logreg", "cpu_chunk": 3}, *whole_data(small), 2, "cpu")
+    assert capped.chunk_size(10**6, 0) == 3  # cpu_chunk overrides
 
 
 def test_budget_below_one_submodel_names_the_size_needed(digits_split):
@@ -340,3 +367,15 @@ def test_cuda_bf16_networks_train(digits_split):
     game = EngineUtility(digits_split, metric="val_loglik", model=model, device="cuda")
     values = evaluate(game, random_masks(digits_split.n_train, 4))
     assert game.device.startswith("cuda") and values.shape == (4,)
+
+
+@pytest.mark.parametrize("model", [MLP_FAST, {"name": "cnn", "channels": [4, 4], "steps": 6,
+                                              "batch_size": 8}])  # fmt: skip
+def test_engine_networks_match_the_per_model_torch_loop(digits_split, model):
+    data = digits_split.as_images() if model["name"] == "cnn" else digits_split
+    engine = Engine(model, *whole_data(data), 10, "cpu", seed=4)
+    masks, x = random_masks(digits_split.n_train, 3), data.x_val[:40]
+    batched = engine.fit_predict(masks, x)
+    assert batched == pytest.approx(loop_fit_predict(engine, masks, x), abs=1e-5)
+    with pytest.raises(ValueError, match="logreg's reference is scikit-learn"):
+        loop_fit_predict(Engine({"name": "logreg"}, *whole_data(digits_split), 10), masks, x)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from valbench.perf import main
 
 TOY = ["--repeats", "1", "--threads", "1", "--device", "cpu", "--matmul-size", "256"]
@@ -19,9 +21,23 @@ def test_engine_benchmark_writes_a_row_with_the_machine(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-def test_network_benchmark_counts_flops(tmp_path):
-    overrides = ["model.steps=5", "dataset.n_train=200"]
-    main(["engine", "--model", "mlp", "--masks", "2", *TOY, "--out", str(tmp_path), *overrides])
-    (row,) = csv.DictReader((tmp_path / "engine_mlp_cpu.csv").open())
-    assert row["model"] == "mlp" and row["n_train"] == "200" and "speedup" not in row
-    assert float(row["engine_gflops"]) > 0
+def test_network_benchmarks_run_against_the_torch_loop(tmp_path, capsys):
+    mlp = ["model.steps=5", "dataset.n_train=200"]
+    main(["engine", "--model", "mlp", "--masks", "2", *TOY, "--out", str(tmp_path), *mlp])
+    cnn = ["--n-train", "40", "model.steps=3", "model.batch_size=8", "model.channels=[4,4]"]
+    main(["engine", "--model", "cnn", "--masks", "2", *TOY, "--out", str(tmp_path), *cnn])
+    for model in ("mlp", "cnn"):
+        (row,) = csv.DictReader((tmp_path / f"engine_{model}_cpu.csv").open())
+        assert row["model"] == model and row["reference"] == "torch loop"
+        assert float(row["engine_gflops"]) > 0 and float(row["speedup"]) > 0
+        assert float(row["max_prob_diff"]) < 1e-4 and float(row["agreement_min"]) == 1.0
+    assert row["dataset"] == "cifar_like" and row["peak"].startswith("conv")
+    summary = (tmp_path / "engine_cpu.md").read_text()
+    assert "| mlp | digits (200) | 2 |" in summary and "| cnn | cifar_like (40) |" in summary
+
+
+def test_unknown_model_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["engine", "--model", "vit", *TOY, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "unknown --model 'vit'; available: logreg, mlp, cnn, resnet9" in capsys.readouterr().err
