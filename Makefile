@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 
 QUICKSTART = multirun/quickstart/report
 
-.PHONY: bench check leaderboard test test-all lint readme install clean
+.PHONY: bench check leaderboard test test-all lint readme install clean perf anchors
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,19 @@ leaderboard: $(STAMP)
 # CHECK_ARGS: e.g. "--sweep-dir DIR" to keep the sweep (.ci/run hands it to the tests).
 check: $(STAMP)
 	$(BIN)/valbench-report check --baseline results/baselines/ci.csv $(CHECK_ARGS)
+
+# Engine benchmarks on this machine -> results/perf/ (CSV + Markdown with the load average; a few
+# minutes on 2 cores). `make anchors ODV=/path/to/opendataval-venv/bin/python`: vs OpenDataVal.
+perf: $(STAMP)
+	$(BIN)/python -m valbench.perf engine
+	$(BIN)/python -m valbench.perf engine --model mlp --masks 128 --reference-masks 8
+	$(BIN)/python -m valbench.perf engine --model cnn --masks 16 --reference-masks 4 model.steps=100
+	$(BIN)/python -m valbench.perf engine --model resnet9 --masks 2 --reference-masks 1 --repeats 1 \
+		--n-train 500 model.steps=10 model.batch_size=32
+	$(BIN)/python -m valbench.perf chunks
+
+anchors: $(STAMP)
+	$(BIN)/python -m valbench.perf anchors --odv-python $(ODV) --anchors ../shared/anchors
 
 # The tests without those marked slow (whole sweeps in subprocesses, the CI sweep, iterative
 # solvers): a few minutes on 2 cores. test-all runs every test, as CI does.

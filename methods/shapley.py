@@ -199,11 +199,16 @@ class TruncatedMonteCarloShapley(BaseMethod):
     permutation are set to 0 and its remaining prefixes are not evaluated. With Q queries a query's
     marginals stop at its own truncation point and the permutation stops when every query has.
     A permutation starts only when the unspent budget covers all its n - 1 prefixes, so every started
-    permutation finishes within the budget. `chunk=None` uses ceil(n / 16).
+    permutation finishes within the budget. `chunk=None` uses ceil(n / 16). When few permutations
+    are active (a budget of a few permutations' worth), each scans more prefixes per call, so that a
+    call holds at least `fill` masks: a batched engine's cost is mostly per call, and the prefixes
+    scanned past a truncation point (spent, not used) cost less than the calls they save.
     """
 
-    def __init__(self, budget: int = 2500, tol: float = 0.01, chunk: int | None = None) -> None:
-        self.budget, self.tol, self.chunk = budget, tol, chunk
+    def __init__(
+        self, budget: int = 2500, tol: float = 0.01, chunk: int | None = None, fill: int = 0
+    ) -> None:
+        self.budget, self.tol, self.chunk, self.fill = budget, tol, chunk, fill
 
     def min_budget(self, n_players: int) -> int:
         return 2 * n_players
@@ -230,7 +235,8 @@ class TruncatedMonteCarloShapley(BaseMethod):
                     reserved += n - 1
                 if not active:
                     break
-                sizes = [np.arange(s.next, min(s.next + chunk, n)) for s in active]
+                step = max(chunk, -(-self.fill // len(active)))  # a call of >= `fill` masks
+                sizes = [np.arange(s.next, min(s.next + step, n)) for s in active]
                 masks = np.concatenate(
                     [prefix_masks(s.perm[None], k) for s, k in zip(active, sizes, strict=True)]
                 )

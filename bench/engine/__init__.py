@@ -8,4 +8,5 @@ specs        the frozen specs (convex / network / options) an Engine is built fr
 randomness   per-mask seeds: the same mask gets the same positions wherever it is trained
 continuation further training of a trained model (the gold standard of methods/further_training)
 device       where a run happened (device, CPU model, package versions) for records; torch-free
+loop         the per-model torch loop, the plain reference the networks are tested and timed against
 """

@@ -4,6 +4,8 @@ results/perf/ with the machine that produced them; methods are built by name (ma
 python -m valbench.perf engine        # batched engine vs the per-mask scikit-learn loop
 python -m valbench.perf estimators    # error vs budget of the subset estimators
 python -m valbench.perf chunks        # engine throughput vs CPU chunk size (the default's calibration)
+python -m valbench.perf anchors       # valbench vs OpenDataVal on the shared anchor task
+python -m valbench.perf gpu           # every GPU target in one command (a tiny mode on CPU)
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ COMMANDS = {  # command -> module with main(argv) and a docstring whose first li
     "engine": "valbench.perf.engine",
     "estimators": "valbench.perf.estimators",
     "chunks": "valbench.perf.chunks",
+    "anchors": "valbench.perf.anchors",
+    "gpu": "valbench.perf.gpu",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 
 import pytest
 
@@ -41,3 +42,46 @@ def test_unknown_model_is_named(tmp_path, capsys):
         main(["engine", "--model", "vit", *TOY, "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "unknown --model 'vit'; available: logreg, mlp, cnn, resnet9" in capsys.readouterr().err
+
+
+def test_gpu_command_runs_its_tiny_mode_on_cpu(tmp_path, capsys):
+    main(["gpu", "--device", "cpu", "--out", str(tmp_path)])
+    rows = list(csv.DictReader((tmp_path / "gpu_tiny.csv").open()))
+    targets = " ".join(row["target"] for row in rows)
+    for part in ("CPU per-mask loop, B = 32", "matmul FLOP/s", "MLP engine vs per-model torch loop",
+                 "ResNet-9: seconds per submodel", "ResNet-9: clean accuracy"):  # fmt: skip
+        assert part in targets
+    assert all(row["tiny"] == "True" and row["met"] == "" for row in rows)  # nothing judged
+    assert all(float(row["value"]) > 0 for row in rows)
+    assert "tiny mode: toy sizes, not a measurement" in (tmp_path / "gpu_tiny.md").read_text()
+    assert not (tmp_path / "gpu.csv").exists()
+
+
+def test_gpu_command_names_a_device_it_cannot_use(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gpu", "--device", "cuda:7", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "'cuda:7'" in capsys.readouterr().err
+
+
+FAKE_ODV = """import sys
+print("RESULT TMC DataShapley: wall=3.0s fits=400 per_fit=1ms noisy_label_kmeans_f1=0.5 "
+      "top10%_precision_on_flipped=0.45 nonzero_values=200")
+print(f"RESULT AME: wall=2.0s fits={4 * int(sys.argv[2])} per_fit=1ms "
+      "noisy_label_kmeans_f1=0.1 top10%_precision_on_flipped=0.05 nonzero_values=3")
+"""
+
+
+def test_anchors_run_both_libraries_side_by_side(tmp_path):
+    anchors = tmp_path / "anchors"
+    (anchors / "odv_stub").mkdir(parents=True)
+    (anchors / "odv_bench.py").write_text(FAKE_ODV)
+    args = ["--odv-python", sys.executable, "--anchors", str(anchors), "--ame-models", "20"]
+    main(["anchors", *args, "--threads", "1", "--out", str(tmp_path)])
+    tmc, ame = csv.DictReader((tmp_path / "anchors.csv").open())
+    assert tmc["run"] == "`tmc_shapley` at 400 evaluations" and int(tmc["valbench_evals"]) <= 400
+    assert ame["run"] == "`ame` at 80 evaluations" and int(ame["valbench_evals"]) == 80
+    assert float(tmc["speedup"]) == pytest.approx(3.0 / float(tmc["valbench_s"]), rel=0.05, abs=0.1)
+    assert ame["hit20_opendataval"] == "0.05" and 0 <= float(ame["hit20_valbench"]) <= 1
+    assert "OpenDataVal 1.3" in (tmp_path / "anchors.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["anchors", "--odv-python", sys.executable, "--anchors", str(tmp_path / "none")])
