@@ -206,7 +206,7 @@ class TruncatedMonteCarloShapley(BaseMethod):
     """
 
     def __init__(
-        self, budget: int = 2500, tol: float = 0.01, chunk: int | None = None, fill: int = 0
+        self, budget: int = 2500, tol: float = 0.01, chunk: int | None = None, fill: int = 1024
     ) -> None:
         self.budget, self.tol, self.chunk, self.fill = budget, tol, chunk, fill
 
