@@ -52,9 +52,7 @@ from .randomness import draw_positions, mask_keys
 from .specs import DTYPES, ConvexSpec, NetworkSpec, Options, keys_of
 
 log = logging.getLogger(__name__)
-CPU_CHUNK_MB = (
-    32  # default CPU chunk: its training state about an L3 cache (results/perf/chunks.md)
-)
+CPU_CHUNK_MB = 32  # default CPU chunk's training state: an L3 cache's size (results/perf/chunks.md)
 
 
 def resolve_device(device: str = "auto") -> torch.device:

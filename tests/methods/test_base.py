@@ -13,9 +13,9 @@ from valbench.types import BudgetedMethod, BudgetTooSmall
 
 def test_params_round_trip_and_repr():
     method = TruncatedMonteCarloShapley(budget=100, tol=0.1)
-    assert method.get_params() == {"budget": 100, "tol": 0.1, "chunk": None}
+    assert method.get_params() == {"budget": 100, "tol": 0.1, "chunk": None, "fill": 1024}
     assert method.set_params(chunk=4) is method and method.chunk == 4
-    assert repr(method) == "TruncatedMonteCarloShapley(budget=100, tol=0.1, chunk=4)"
+    assert repr(method) == "TruncatedMonteCarloShapley(budget=100, tol=0.1, chunk=4, fill=1024)"
     with pytest.raises(ValueError, match=r"no parameter\(s\) \['tolerance'\].*'tol'"):
         method.set_params(tolerance=0.2)
     assert isinstance(method, BudgetedMethod) and not method.needs_problem
