@@ -9,8 +9,9 @@ python -m valbench.perf engine --model resnet9 model.steps=100   # Hydra overrid
 It measures submodels per second of the batched engine and of the plain per-mask reference on the
 same masks (a prefix of them): scikit-learn's LogisticRegression for logreg (one BLAS thread), for
 networks a per-model torch loop with the same steps, minibatches, optimiser and seed
-(`engine.loop`), their agreement, and the engine's achieved FLOP/s as a fraction of a plain square
-matmul's (or, for convolutional models, a plain convolution's) FLOP/s measured in the same run. Wall
+(`engine.loop`, on one thread too), their agreement, and the engine's achieved FLOP/s as a fraction
+of a plain square matmul's (or, for convolutional models, a plain convolution's) FLOP/s measured in
+the same run. Wall
 times decide the speed-up; process CPU times and the load average are recorded beside them (on a
 machine shared with other work they show what each side cost).
 """
@@ -32,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from valbench.datasets import Split, prepare
 
+from ..engine.chunks import one_thread
 from ..engine.device import device_name, versions
 from ..engine.loop import loop_fit_predict
 from ..engine.models import ARCH_KEYS, IMAGE_MODELS
@@ -192,8 +194,9 @@ def bench_engine(args: argparse.Namespace) -> list[dict]:
                 split, truth, **{k: model[k] for k in SKLEARN_KEYS if k in model}, progress=False
             )
             ref = reference._predict_proba(masks[:n_ref], x_eval)
-        else:
-            ref = loop_fit_predict(engine, masks[:n_ref], x_eval)
+        else:  # one thread, as scikit-learn's BLAS: small ops on 2 threads stall on a busy CPU
+            with one_thread():
+                ref = loop_fit_predict(engine, masks[:n_ref], x_eval)
         ref_seconds, ref_cpu = time.perf_counter() - t0, time.process_time() - cpu0
         same = (probs[:n_ref].argmax(-1) == ref.argmax(-1)).mean(1)
         acc = lambda p: (p.argmax(-1) == split.y_val).mean()  # noqa: E731
