@@ -1,6 +1,7 @@
 """Utilities: games that train one submodel per coalition and score it.
 
-`Utility` owns what every backend shares: mask checks, the cache by mask, the evaluation counter,
+`Utility` owns what every backend shares: mask checks, the known evaluations by mask (store/cache.py),
+the training counter,
 progress, the constant predictor for coalitions with fewer than two classes, and the scores
 (validation accuracy / log-likelihood, per-query target probability / margin). A backend only
 implements `_predict_proba(masks, x_eval) -> (B, m, K)`. `EngineUtility` trains its submodels in
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from valbench.datasets import Split, Truth
 
 from .engine.engine import engine_for
+from .store.cache import KnownEvaluations, coalition_keys
 from .store.evals import EvalStore
 from .types import check_masks
 
@@ -91,26 +93,22 @@ class Utility(ABC):
         else:
             self.x_eval, self.y_eval, self.target = split.x_val, split.y_val, None
         self.progress, self.cache = progress, cache
-        self._cache: dict[bytes, np.ndarray] = {}
+        self.known = KnownEvaluations(keep=cache)
         self.n_trainings = 0
         self.seconds = 0.0
-        self.train = True  # False: answer only from the cache (e.g. the shards in a store)
-        self._store: tuple[EvalStore, str] | None = None
-        self._written: dict[bytes, np.ndarray] = {}
+        self.train = True  # False: answer only from the known evaluations (e.g. a store's shards)
 
     def persist(self, store: EvalStore, name: str, train: bool = True) -> None:
         """Keep evaluations in `store`: every file's are cached now, and after each batch this
         utility rewrites file `name` with all it has written there (earlier runs' included), so a
         killed run resumes. `train=False` answers from the store only (see `stored`)."""
-        path = store.path(name)
-        self._written = store.read(path) if path.exists() else {}
-        self._cache.update(store.load())
-        self._store, self.train = (store, name), bool(train)
+        self.known.persist(store, name)
+        self.train = bool(train)
 
     def stored(self, masks: np.ndarray) -> np.ndarray:
         """Which coalitions (B,) have an evaluation already (cached or in the store)."""
         masks = check_masks(masks, self.n_players)
-        return np.array([np.packbits(m).tobytes() in self._cache for m in masks], dtype=bool)
+        return np.array([key in self.known for key in coalition_keys(masks)], dtype=bool)
 
     @property
     def n_queries(self) -> int | None:
@@ -118,16 +116,14 @@ class Utility(ABC):
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         masks = check_masks(masks, self.n_players)
-        keys = [np.packbits(m).tobytes() for m in masks]
-        todo = {}
-        for i, key in enumerate(keys):
-            if key not in self._cache and key not in todo:
-                todo[key] = i
+        keys = coalition_keys(masks)
+        todo = self.known.missing(keys)
         if todo and not self.train:
             raise ValueError(
                 f"{len(todo)} of {len(keys)} coalitions have no stored evaluation and this utility "
                 "does not train (evals.train=false): run the missing shards first"
             )
+        fresh = {}
         if todo:
             rows = np.fromiter(todo.values(), dtype=np.int64)
             t0 = time.perf_counter()
@@ -135,14 +131,8 @@ class Utility(ABC):
             self.seconds += time.perf_counter() - t0
             self.n_trainings += len(rows)
             fresh = dict(zip(todo, values, strict=True))
-            if self.cache:
-                self._cache.update(fresh)
-            if self._store is not None:
-                self._written.update(fresh)
-                self._store[0].write(self._store[1], self._written)
-        else:
-            fresh = {}
-        return np.stack([fresh[k] if k in fresh else self._cache[k] for k in keys])
+            self.known.add(fresh)
+        return self.known.values(keys, fresh)
 
     def train_and_score(self, masks: np.ndarray) -> np.ndarray:
         """Train on each mask (no cache) and score: (B,) or (B, Q)."""
