@@ -71,6 +71,12 @@ def budget_for(c: float, n_planted: int, n_players: int) -> int:
     return int(c * n_planted * math.log2(n_players) + 0.5)
 
 
+def _budget_curve(cfg: DictConfig, method) -> list[float] | None:
+    """The job's sorted budget_c values; None without them or for a method without a budget."""
+    curve = cfg.get("budget_c")
+    return _check_curve(curve) if curve is not None and isinstance(method, BudgetedMethod) else None
+
+
 def _check_curve(curve) -> list[float]:
     values = list(curve)
     if not values or any(
@@ -117,13 +123,8 @@ def _run_job(cfg: DictConfig, job_dir: Path, method_name: str, raise_errors: boo
         config = flatten(resolved)
         evals = resolved.get("evals") or {}
         shard = check_evals(evals)
-        curve = cfg.get("budget_c")
         method = instantiate(cfg.method)  # a bad method config fails before any training
-        curve = (
-            _check_curve(curve)
-            if curve is not None and isinstance(method, BudgetedMethod)
-            else None
-        )
+        curve = _budget_curve(cfg, method)
         if curve is None:
             if "budget_c" in config:
                 config["budget_c"] = None  # not applicable: the method has no budget
