@@ -117,22 +117,28 @@ def test_update_rewrites_the_baseline_from_the_sweep(ci_run, tmp_path):
     sweep = baseline_rows(summarize(load_table([ci_run[0]]), metrics=CHECKED_KEYS))
     pd.testing.assert_frame_equal(fresh, sweep, rtol=1e-5)  # written with 6 significant digits
     assert (fresh["torch"] == versions()["torch"]).all()
-    # the fresh numbers agree with the committed baseline within the check's own tolerances
-    assert compare(fresh, read_baseline(BASELINE))["status"].isin(["ok", "improved"]).all()
+    # the fresh quality and evaluations agree with the committed baseline within the check's own
+    # tolerances (its seconds depend on the machine's load: test_the_ci_sweep_passes... checks them)
+    statuses = compare(fresh, read_baseline(BASELINE), time_factor=float("inf"))["status"]
+    assert statuses.isin(["ok", "improved"]).all()
 
 
 @pytest.mark.slow
 def test_version_drift_is_shown_and_the_tolerances_decide(ci_run, tmp_path, capsys):
     running = versions()
-    drifted = doctor(tmp_path, lambda b: b.assign(torch="2.13.0", numpy=running["numpy"]))
+
+    def drift(b, **versions):  # seconds out of the way: the load of the machine is not tested here
+        return b.assign(seconds=1e6, **versions)
+
+    drifted = doctor(tmp_path, lambda b: drift(b, torch="2.13.0", numpy=running["numpy"]))
     assert check(drifted, ci_run[0]) == 0
     out = capsys.readouterr().out
     assert f"torch: baseline 2.13.0, running {running['torch']}  <- differs" in out
     assert f"numpy: baseline {running['numpy']}, running {running['numpy']}\n" in out
-    unrecorded = doctor(tmp_path, lambda b: b.drop(columns=["torch"], errors="ignore"))
+    unrecorded = doctor(tmp_path, lambda b: drift(b).drop(columns=["torch"]))
     assert check(unrecorded, ci_run[0]) == 0
     assert "torch: baseline not recorded, running" in capsys.readouterr().out
-    worse = doctor(tmp_path, lambda b: b.assign(torch="2.13.0", auroc=b["auroc"] + 0.1))
+    worse = doctor(tmp_path, lambda b: drift(b, torch="2.13.0", auroc=b["auroc"] + 0.1))
     assert check(worse, ci_run[0]) == 1
     assert "torch: baseline 2.13.0" in capsys.readouterr().out
 
