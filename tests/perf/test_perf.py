@@ -44,6 +44,7 @@ def test_unknown_model_is_named(tmp_path, capsys):
     assert "unknown --model 'vit'; available: logreg, mlp, cnn, resnet9" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # every GPU step at toy size: ~15 s quiet
 def test_gpu_command_runs_its_tiny_mode_on_cpu(tmp_path, capsys):
     main(["gpu", "--device", "cpu", "--out", str(tmp_path)])
     rows = list(csv.DictReader((tmp_path / "gpu_tiny.csv").open()))
@@ -71,6 +72,7 @@ print(f"RESULT AME: wall=2.0s fits={4 * int(sys.argv[2])} per_fit=1ms "
 """
 
 
+@pytest.mark.slow  # two methods on the anchors' task
 def test_anchors_run_both_libraries_side_by_side(tmp_path):
     anchors = tmp_path / "anchors"
     (anchors / "odv_stub").mkdir(parents=True)
