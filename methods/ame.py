@@ -32,6 +32,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+import torch
 from scipy.special import expit, logit
 
 from valbench.types import Game, Problem, TrainableGame, Valuation, evaluate
@@ -47,7 +48,9 @@ from .common import (
     rng_for,
 )
 from .knockoffs import KNOCKOFFS, knockoff_select
-from .lasso import RULES, lasso_cv
+from .lasso import RULES
+from .lasso_path import lasso_cv_path
+from .mask_design import MaskDesign
 
 MIN_SAMPLES_PER_FOLD = 10
 
@@ -66,8 +69,9 @@ class GridDesign:
     def draw(self, u: np.ndarray) -> np.ndarray:
         return self.grid[np.minimum((u * len(self.grid)).astype(np.int64), len(self.grid) - 1)]
 
-    def features(self, masks: np.ndarray, p: np.ndarray) -> np.ndarray:
-        return np.where(masks, 1 / p[:, None], -1 / (1 - p[:, None]))
+    def coding(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Feature values (a_j, b_j) of sample j for points in / out of S_j."""
+        return 1 / p, -1 / (1 - p)
 
     def basis(self, p: np.ndarray) -> np.ndarray:
         return (p[:, None] == self.grid[None, :]).astype(np.float64)
@@ -102,8 +106,8 @@ class ShapleyDesign:
     def draw(self, u: np.ndarray) -> np.ndarray:
         return expit(self.half_width * (2 * u - 1))
 
-    def features(self, masks: np.ndarray, p: np.ndarray) -> np.ndarray:
-        return masks - p[:, None]
+    def coding(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return 1 - p, -p
 
     def basis(self, p: np.ndarray) -> np.ndarray:
         return _polynomial(logit(p) / self.half_width)
@@ -117,6 +121,23 @@ def draw_samples(design, seed: int, m: int, n: int) -> tuple[np.ndarray, np.ndar
     return p, bernoulli_masks(rng_for(seed, 1), p, n)
 
 
+SELECT = ("helpful", "harmful", "auto")
+
+
+def check_settings(cv_folds, cv_rule, knockoffs, fdr, select, method: str) -> None:
+    """Refuse bad estimator settings before any evaluation, naming the key and what is allowed."""
+    if isinstance(cv_folds, bool) or not isinstance(cv_folds, (int, np.integer)) or cv_folds < 2:
+        raise ValueError(f"{method}: cv_folds must be an integer >= 2, got {cv_folds!r}")
+    if cv_rule not in RULES:
+        raise ValueError(f"{method}: cv_rule must be one of {RULES}, got {cv_rule!r}")
+    if knockoffs not in KNOCKOFFS:
+        raise ValueError(f"{method}: knockoffs must be one of {KNOCKOFFS}, got {knockoffs!r}")
+    if not (isinstance(fdr, (int, float)) and 0 < fdr < 1):
+        raise ValueError(f"{method}: fdr (q) must lie in (0, 1), got {fdr!r}")
+    if select not in SELECT:
+        raise ValueError(f"{method}: select must be one of {SELECT}, got {select!r}")
+
+
 def fit_ame(
     game: Game,
     seed: int,
@@ -127,18 +148,13 @@ def fit_ame(
     knockoffs: str,
     fdr: float,
     method: str,
+    select: str = "helpful",
 ) -> Valuation:
     """Sample, evaluate, regress: the estimator described in the module docstring. A game with
     `train = False` (a store of sharded evaluations) answers only some samples: the others are left
-    out (the samples are i.i.d., so any subset of them is a smaller experiment of the same design)."""
-    if isinstance(cv_folds, bool) or not isinstance(cv_folds, (int, np.integer)) or cv_folds < 2:
-        raise ValueError(f"{method}: cv_folds must be an integer >= 2, got {cv_folds!r}")
-    if cv_rule not in RULES:
-        raise ValueError(f"{method}: cv_rule must be one of {RULES}, got {cv_rule!r}")
-    if knockoffs not in KNOCKOFFS:
-        raise ValueError(f"{method}: knockoffs must be one of {KNOCKOFFS}, got {knockoffs!r}")
-    if not (isinstance(fdr, (int, float)) and 0 < fdr < 1):
-        raise ValueError(f"{method}: fdr (q) must lie in (0, 1), got {fdr!r}")
+    out (the samples are i.i.d., so any subset of them is a smaller experiment of the same design).
+    `select` ('helpful' | 'harmful') is the side the knockoff selection keeps."""
+    check_settings(cv_folds, cv_rule, knockoffs, fdr, select, method)
     n = check_players(game, 1, method)
     minimum = MIN_SAMPLES_PER_FOLD * cv_folds
     m = check_budget(budget, minimum, method)
@@ -150,22 +166,22 @@ def fit_ame(
             if keep.sum() < minimum:
                 raise ValueError(
                     f"{method}: only {keep.sum()} of its {m} samples have stored evaluations; "
-                    f"it needs at least {minimum}"
+                    f"it needs at least {minimum} ({MIN_SAMPLES_PER_FOLD} per fold, {cv_folds} folds)"
                 )
             p, masks, fakes = p[keep], masks[keep], None if fakes is None else fakes[keep]
             m = len(masks)
         raw = evaluate(game, masks)
-        x = design.features(masks, p)
-        if fakes is not None:
-            x = np.hstack([x, design.features(fakes, p)])
+        x = MaskDesign([masks] if fakes is None else [masks, fakes], *design.coding(p), **_placement(m, n))
         folds = rng_for(seed, 3).permutation(m) % cv_folds
-        fit = lasso_cv(x, as_columns(raw), design.basis(p), folds, cv_rule)
-        col_sq = (x[:, :n] ** 2).sum(0)
+        fit = lasso_cv_path(
+            x, as_columns(raw), design.basis(p), folds, cv_rule, progress=getattr(game, "progress", False)
+        )
+        col_sq = x.squared_norms()[:n].cpu().numpy()
         values = design.scale * fit.coef[:, :n]
         stderr = design.scale * np.sqrt(fit.cv_error[:, None] / col_sq[None, :])
         selected = None
         if knockoffs != "none":
-            selected = knockoff_select(fit.coef[:, :n], fit.coef[:, n:], fdr, knockoffs)
+            selected = knockoff_select(fit.coef[:, :n], fit.coef[:, n:], fdr, knockoffs, select)
     single = raw.ndim == 1
     return Valuation(
         per_query(values, single),
@@ -179,8 +195,19 @@ def fit_ame(
             "threshold": (fit.lam * design.scale * m / col_sq.mean()).tolist(),
             "cv_error": fit.cv_error.tolist(),
             "n_nonzero": np.count_nonzero(fit.coef[:, :n], axis=1).tolist(),
+            "select": select,
+            "device": str(x.device),
         },
     )
+
+
+def _placement(m: int, n_columns: int) -> dict:
+    """Where the regression runs: CUDA when present, else the CPU; float64 products for small
+    designs (exact agreement with the reference), float32 (exact for the masks, accumulated in
+    float64 between blocks) once the design has more than 2^24 entries."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float64 if m * n_columns <= 2**24 else torch.float32
+    return {"device": device, "dtype": dtype}
 
 
 def _check_probability(p, name: str, method: str) -> float:
@@ -196,7 +223,7 @@ class _RandomizedExperiment(BaseMethod, ABC):
 
     @abstractmethod
     def design(self):
-        """The sampling design: draw(u) -> p, features(masks, p), basis(p), scale."""
+        """The sampling design: draw(u) -> p, coding(p) -> (a, b), basis(p), scale."""
 
     def min_budget(self, n_players: int) -> int:
         return MIN_SAMPLES_PER_FOLD * self.cv_folds
@@ -206,7 +233,16 @@ class _RandomizedExperiment(BaseMethod, ABC):
         m = check_budget(self.budget, self.min_budget(n_players), self.name)
         return draw_samples(self.design(), seed, m, n_players)[1]
 
+    def side(self, problem: Problem | None) -> str:
+        """The side the knockoff selection keeps: `select`, with 'auto' following the problem's
+        truth sign (-1: the planted points are harmful) and 'helpful' without a problem."""
+        if self.select != "auto":
+            return self.select
+        truth = getattr(problem, "truth", None)
+        return "harmful" if truth is not None and truth.sign < 0 else "helpful"
+
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
+        check_settings(self.cv_folds, self.cv_rule, self.knockoffs, self.fdr, self.select, self.name)
         return fit_ame(
             game,
             seed,
@@ -217,12 +253,15 @@ class _RandomizedExperiment(BaseMethod, ABC):
             self.knockoffs,
             self.fdr,
             self.name,
+            self.side(problem),
         )
 
 
 class AME(_RandomizedExperiment):
     """AME-LASSO over P = uniform on `p_grid`, or Uniform[lo, hi] when `p_range` is set (it then
-    replaces the grid). `knockoffs` ('none' | 'knockoff' | 'knockoff+') adds a selection at FDR `fdr`.
+    replaces the grid). `knockoffs` ('none' | 'knockoff' | 'knockoff+') adds a selection at FDR `fdr`
+    of the points on side `select` ('helpful' | 'harmful' | 'auto'). `cv_rule` '1se' is this project's
+    paired-difference one-standard-error rule (methods/lasso.py), not glmnet's spread of fold means.
     Minimum budget: 10 * cv_folds evaluations."""
 
     def __init__(
@@ -234,9 +273,11 @@ class AME(_RandomizedExperiment):
         cv_rule: str = "1se",
         knockoffs: str = "none",
         fdr: float = 0.1,
+        select: str = "auto",
     ) -> None:
         self.budget, self.p_grid, self.p_range = budget, p_grid, p_range
         self.cv_folds, self.cv_rule, self.knockoffs, self.fdr = cv_folds, cv_rule, knockoffs, fdr
+        self.select = select
 
     def design(self):
         if self.p_range is not None:
@@ -253,7 +294,8 @@ class AME(_RandomizedExperiment):
 
 class AMESV(_RandomizedExperiment):
     """AME-SV: AME-LASSO whose target is the Shapley value averaged over p in [eps, 1 - eps].
-    Minimum budget: 10 * cv_folds evaluations."""
+    Lambda by the least CV error (`cv_rule` 'min', the authors' lambda_min for their Shapley
+    estimator); the other keys as AME's. Minimum budget: 10 * cv_folds evaluations."""
 
     name = "ame_sv"
 
@@ -262,12 +304,14 @@ class AMESV(_RandomizedExperiment):
         budget: int = 2000,
         eps: float = 0.05,
         cv_folds: int = 5,
-        cv_rule: str = "1se",
+        cv_rule: str = "min",
         knockoffs: str = "none",
         fdr: float = 0.1,
+        select: str = "auto",
     ) -> None:
         self.budget, self.eps = budget, eps
         self.cv_folds, self.cv_rule, self.knockoffs, self.fdr = cv_folds, cv_rule, knockoffs, fdr
+        self.select = select
 
     def design(self) -> ShapleyDesign:
         if not (isinstance(self.eps, (int, float)) and 0 < self.eps < 0.5):

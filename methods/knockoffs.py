@@ -3,7 +3,8 @@
 
 Each point i gets a knockoff column: fresh Bernoulli(p_j) draws for every sample j, featurised like
 the real column, so a point with no effect is exchangeable with its knockoff. From the LASSO
-coefficients of both, W_i = max(b_i, 0) - max(b~_i, 0) (large when the point helps), and
+coefficients of both, W_i = max(b_i, 0) - max(b~_i, 0) (large when the point helps; for the harmful
+side, W_i = max(-b_i, 0) - max(-b~_i, 0)), and
 
     t = min{ t > 0 : (c + #{i : W_i <= -t}) / max(1, #{i : W_i >= t}) <= q },
 
@@ -28,12 +29,19 @@ def knockoff_threshold(w: np.ndarray, fdr: float, offset: int) -> float:
     return float(candidates[ok[0]]) if len(ok) else float("inf")
 
 
+SIDES = ("helpful", "harmful")
+
+
 def knockoff_select(
-    beta: np.ndarray, beta_knockoff: np.ndarray, fdr: float, kind: str
+    beta: np.ndarray, beta_knockoff: np.ndarray, fdr: float, kind: str, side: str = "helpful"
 ) -> np.ndarray:
-    """Selected points (Q, n) from coefficients of the points and of their knockoffs (Q, n)."""
+    """Selected points (Q, n) from coefficients of the points and of their knockoffs (Q, n): those
+    that help the utility (`side` 'helpful') or that hurt it ('harmful')."""
     if kind not in KNOCKOFFS[1:]:
         raise ValueError(f"knockoffs must be one of {KNOCKOFFS}, got {kind!r}")
+    if side not in SIDES:
+        raise ValueError(f"select must be one of {SIDES}, got {side!r}")
     offset = 1 if kind == "knockoff+" else 0
-    w = np.maximum(beta, 0) - np.maximum(beta_knockoff, 0)
+    sign = 1.0 if side == "helpful" else -1.0
+    w = np.maximum(sign * beta, 0) - np.maximum(sign * beta_knockoff, 0)
     return np.stack([row >= knockoff_threshold(row, fdr, offset) for row in w])
