@@ -169,3 +169,29 @@ def ame(game, p_grid: Sequence[float] | None = None, p_range=None) -> np.ndarray
 def ame_sv(game, eps: float) -> np.ndarray:
     """What AME-SV estimates for a given eps: the average of g over [eps, 1 - eps]."""
     return uniform_average(game, eps, 1 - eps)
+
+
+class BackdoorGame:
+    """A backdoor-like game with Q queries, where k random points (`poisons`, bool (n,)) act together:
+
+    U_q(S) = sigmoid((|S & poisons| - k/2) / (k/8)) + e_q(S),   e_q ~ N(0, sigma^2) i.i.d.,
+
+    so one poison matters most when about half of them are present and little once the backdoor is
+    in force (it saturates); every other point is a null player. The noise is drawn per call from a
+    generator seeded by `seed`, independently per query (the same masks give the same values only
+    when called in the same order). The shape of the AME paper's poison experiments (Sec. 5.1)."""
+
+    def __init__(self, n_players: int, k: int, n_queries: int = 20, sigma: float = 0.1, seed: int = 0):
+        if not 1 <= k <= n_players:
+            raise ValueError(f"k (poisons) must lie in [1, {n_players}], got {k}")
+        rng = np.random.default_rng(seed)
+        self.n_players, self.k, self.n_queries, self.sigma = int(n_players), int(k), int(n_queries), sigma
+        self.poisons = np.zeros(n_players, dtype=bool)
+        self.poisons[rng.choice(n_players, size=k, replace=False)] = True
+        self._noise = np.random.default_rng([seed, 1])
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        count = np.asarray(masks)[:, self.poisons].sum(1)
+        clean = 1 / (1 + np.exp(-(count - self.k / 2) / (self.k / 8)))
+        noise = self.sigma * self._noise.standard_normal((len(count), self.n_queries))
+        return clean[:, None] + noise

@@ -41,6 +41,7 @@ from .mask_design import MaskDesign
 
 MAX_ITER = 20_000
 POLISH = 10  # FISTA iterations between attempts at the exact solution on the support
+POLISH_MAX = 400  # largest support solved exactly (a dense solve costs |A|^3 / 3)
 
 
 class _Problems:
@@ -210,11 +211,9 @@ class _Path:
     def solve(self, l: int) -> torch.Tensor:
         """Solve every problem at lambda index l; return the residuals (I - H)(y - X b) (m, K+1, Q)."""
         lam = self.lambdas[:, l][None, None, :]
-        if not self.dense:
-            previous = self.lambdas[:, l - 1] if l > 0 else self.lambdas[:, 0]
-            strong = (self.grad.abs() >= (2 * lam - previous[None, None, :])).flatten(1).any(1)
-            strong &= self._outside()
-            self._add(torch.nonzero(strong).flatten())
+        if not self.dense:  # the columns that violate the KKT conditions at the new lambda
+            violators = (self.grad.abs() > lam).flatten(1).any(1) & self._outside()
+            self._add(torch.nonzero(violators).flatten())
         if l >= 2:  # extrapolate along the (piecewise linear) path
             ratio = (self.lambdas[0, l] - self.lambdas[0, l - 1]) / (
                 self.lambdas[0, l - 1] - self.lambdas[0, l - 2]
@@ -254,12 +253,13 @@ class _Path:
             grad = (self.hessian(v) - c) / self.size
             x_new = _soft(v - step * grad, step * lam)
             residual = ((v - x_new) / step).abs().amax(0)  # prox-gradient residual per problem
+            converged = (residual <= self.tol[None, :]) | done
+            if bool(converged.all()):
+                break
             if not self.dense and it % POLISH == 1:
-                polished, ok = self._polish(x_new, c, lam)
+                polished, ok = self._polish(x_new, c, lam, ~converged)
                 exact = torch.where(ok[None], polished, exact)
                 done |= ok
-            if bool(((residual <= self.tol[None, :]) | done).all()):
-                break
             restart = ((v - x_new) * (x_new - x)).sum(0) > 0
             t_new = (1 + torch.sqrt(1 + 4 * t * t)) / 2
             momentum = torch.where(restart, 0.0, (t - 1) / t_new)
@@ -276,23 +276,24 @@ class _Path:
         top, self.eigvec = _top_eigen(self.hessian, v, 40 if len(fresh) == u else 8)
         return 1 / (1.2 * top / self.problems.size).clamp_min(1e-300)[None, :, None]
 
-    def _polish(self, x, c, lam) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per problem, the solution with x's support A and signs s: H_AA b_A = c_A - |T| lambda s_A
-        (the stationarity condition on A), kept where its signs agree with s and the KKT condition
-        |g_i| <= lambda (+ tol) holds off A. FISTA finds the support long before it converges."""
+    def _polish(self, x, c, lam, todo) -> tuple[torch.Tensor, torch.Tensor]:
+        """For the problems in `todo` (K + 1, Q) whose support A has at most POLISH_MAX columns, the
+        solution with x's support and signs s: H_AA b_A = c_A - |T| lambda s_A (stationarity on A),
+        kept where its signs agree with s and |g_i| <= lambda (+ tol) holds off A. FISTA finds the
+        support long before it converges."""
         out = torch.zeros_like(x)
         found = torch.zeros(x.shape[1:], dtype=torch.bool, device=self.dev)
-        for k in range(x.shape[1]):
+        support = (x != 0).sum(0)
+        todo = todo & (support > 0) & (support <= min(POLISH_MAX, int(self.problems.size.min()) - 1))
+        for k, q in torch.nonzero(todo).tolist():
             size = float(self.problems.size[k])
-            for q in range(x.shape[2]):
-                a = torch.nonzero(x[:, k, q]).flatten()
-                if len(a) == 0 or len(a) >= size:
-                    continue
-                s = torch.sign(x[a, k, q])
-                b, info = torch.linalg.solve_ex(self.gram.h[k][a][:, a], c[a, k, q] - size * lam[0, 0, q] * s)
-                if int(info) == 0 and bool((torch.sign(b) == s).all()):
-                    out[a, k, q] = b
-                    found[k, q] = True
+            a = torch.nonzero(x[:, k, q]).flatten()
+            s = torch.sign(x[a, k, q])
+            h = self.gram.h[k][a][:, a]
+            b, info = torch.linalg.solve_ex(h, c[a, k, q] - size * lam[0, 0, q] * s)
+            if int(info) == 0 and bool((torch.sign(b) == s).all()):
+                out[a, k, q] = b
+                found[k, q] = True
         grad = (self.hessian(out) - c) / self.size
         kkt = (grad.abs() <= lam + self.tol[None, None, :]) | (out != 0)
         return out, found & kkt.all(0)
