@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.linear_model import _cd_fast
+from threadpoolctl import threadpool_limits
 
 from .lasso import BLOCK, PATIENCE, RULES, LassoCV, choose
 from .mask_design import MaskDesign
@@ -62,32 +63,30 @@ class _Problems:
 
 
 class _Columns:
-    """Feature columns X[:, U] of the union U of the working sets, in the design's dtype, grown in place."""
+    """Feature columns X[:, U] of the union U of the working sets, stored transposed (one contiguous
+    row per column) in the design's dtype, grown in place."""
 
     def __init__(self, design: MaskDesign) -> None:
         self.design = design
         self.position = np.full(design.p, -1, dtype=np.int64)
-        self.x = torch.empty((design.m, 0), dtype=design.dtype, device=design.device)
+        self.xt = torch.empty((0, design.m), dtype=design.dtype, device=design.device)
         self.n = 0
 
     def get(self, cols: np.ndarray) -> torch.Tensor:
-        """X[:, cols] (m, len(cols)), adding the columns not cached yet."""
+        """X[:, cols]' (len(cols), m), adding the columns not cached yet."""
         new = np.unique(cols[self.position[cols] < 0])
         if len(new):
-            if self.n + len(new) > self.x.shape[1]:
-                grown = torch.empty(
-                    (self.design.m, max(2 * self.x.shape[1], self.n + len(new), 64)),
-                    dtype=self.x.dtype,
-                    device=self.x.device,
-                )
-                grown[:, : self.n] = self.x[:, : self.n]
-                self.x = grown
-            ids = torch.as_tensor(new, device=self.x.device)
+            if self.n + len(new) > len(self.xt):
+                size = max(2 * len(self.xt), self.n + len(new), 64)
+                grown = torch.empty((size, self.design.m), dtype=self.xt.dtype, device=self.xt.device)
+                grown[: self.n] = self.xt[: self.n]
+                self.xt = grown
+            ids = torch.as_tensor(new, device=self.xt.device)
             for rows in self.design.row_blocks(len(new)):
-                self.x[rows, self.n : self.n + len(new)] = self.design.features(rows, ids)
+                self.xt[self.n : self.n + len(new), rows] = self.design.features(rows, ids).T
             self.position[new] = np.arange(self.n, self.n + len(new))
             self.n += len(new)
-        return self.x[:, torch.as_tensor(self.position[cols], device=self.x.device)]
+        return self.xt[torch.as_tensor(self.position[cols], device=self.xt.device)]
 
 
 class _Subproblem:
@@ -105,11 +104,10 @@ class _Subproblem:
     def extend(self, new: np.ndarray, columns: _Columns, problems: _Problems, c_all: np.ndarray) -> None:
         """Add columns `new` with their Gram entries over the problem's training rows."""
         cols = np.concatenate([self.cols, new])
-        x = columns.get(cols)
-        weight = problems.w[self.k][:, None].to(x.dtype)
-        x_new = x[:, len(self.cols) :] * weight
-        cross = (x.T @ x_new).double()
-        p_new = x_new.double().T @ problems.basis
+        xt = columns.get(cols)
+        xt_new = xt[len(self.cols) :] * problems.w[self.k][None, :].to(xt.dtype)
+        cross = (xt @ xt_new.T).double()
+        p_new = xt_new.double() @ problems.basis
         p = torch.cat([torch.as_tensor(self.p, device=cross.device), p_new])
         cross -= p @ (problems.gram_pinv[self.k] @ p_new.T)
         cross = cross.cpu().numpy()
@@ -131,6 +129,22 @@ class _Subproblem:
             )  # fmt: skip
 
 
+class _threads:
+    """`with _threads(n):` torch and BLAS run on n threads inside the block."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        self.old = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+        self.limits = threadpool_limits(self.n, user_api="blas")
+
+    def __exit__(self, *exc) -> None:
+        self.limits.restore_original_limits()
+        torch.set_num_threads(self.old)
+
+
 def _soft(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.sign(z) * torch.clamp(z.abs() - t, min=0.0)
 
@@ -138,8 +152,9 @@ def _soft(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 class _Path:
     """Every problem's solution along the shared lambda index; see the module docstring."""
 
-    def __init__(self, design, y, problems, n_lambdas, memory_mb) -> None:
+    def __init__(self, design, y, problems, n_lambdas, memory_mb, threads: int) -> None:
         self.design, self.problems, self.dev = design, problems, design.device
+        self.threads = threads  # for the products with the whole design; one thread otherwise
         k1, n_queries = problems.w.shape[0], y.shape[1]
         self.y = problems.resid(y[:, None, :].expand(-1, k1, -1).contiguous())  # (m, K + 1, Q)
         self.size = problems.size[None, :, None]
@@ -162,7 +177,8 @@ class _Path:
         self.step = None
 
     def _rmatmul(self, r: torch.Tensor) -> torch.Tensor:
-        return self.design.rmatmul(r.reshape(r.shape[0], -1)).view(self.design.p, *r.shape[1:])
+        with _threads(self.threads):
+            return self.design.rmatmul(r.reshape(r.shape[0], -1)).view(self.design.p, *r.shape[1:])
 
     def _residuals(self, z: torch.Tensor) -> torch.Tensor:
         """(I - H)(y - X b) for the fits z (m, K + 1, Q_live)."""
@@ -187,9 +203,9 @@ class _Path:
             for k in range(k1):
                 sub = self.subs[k, q]
                 coef[self.columns.position[sub.cols], k, j] = torch.as_tensor(sub.beta)
-        x = self.columns.x[:, : self.columns.n]
-        flat = coef.reshape(self.columns.n, -1).to(self.dev, x.dtype)
-        return (x @ flat).double().view(-1, k1, len(self.live))
+        xt = self.columns.xt[: self.columns.n]
+        flat = coef.reshape(self.columns.n, -1).to(self.dev, xt.dtype)
+        return (xt.T @ flat).double().view(-1, k1, len(self.live))
 
     def _gram_bytes(self) -> int:
         return sum(8 * len(s.cols) ** 2 for s in self.subs.values())
@@ -229,8 +245,12 @@ class _Path:
                 beta[torch.as_tensor(sub.cols, device=self.dev), k, j] = torch.as_tensor(sub.beta, device=self.dev)
         self.beta_dense, self.subs, self.columns = beta, None, None
 
+    def _matmul(self, beta: torch.Tensor) -> torch.Tensor:
+        with _threads(self.threads):
+            return self.design.matmul(beta.reshape(beta.shape[0], -1)).view(-1, *beta.shape[1:])
+
     def _hessian(self, beta: torch.Tensor) -> torch.Tensor:
-        z = self.design.matmul(beta.reshape(beta.shape[0], -1)).view(-1, *beta.shape[1:])
+        z = self._matmul(beta)
         return self._rmatmul(self.problems.w.T[:, :, None] * self.problems.resid(z))
 
     def _solve_dense(self, l: int) -> torch.Tensor:
@@ -259,8 +279,7 @@ class _Path:
             v = x_new + momentum * (x_new - x)
             x = x_new
         self.beta_dense = x_new
-        z = self.design.matmul(x_new.reshape(x_new.shape[0], -1)).view(-1, *x_new.shape[1:])
-        return self._residuals(z)
+        return self._residuals(self._matmul(x_new))
 
     def full_fit(self) -> tuple[np.ndarray, np.ndarray]:
         """Nonzero coefficients of the full fits: (col, q) pairs and values."""
@@ -300,9 +319,16 @@ def lasso_cv_path(
     K-fold CV (`folds`: each sample's fold id) and `rule`: what methods/lasso.lasso_cv returns."""
     if rule not in RULES:
         raise ValueError(f"cv_rule must be one of {RULES}, got {rule!r}")
+    threads = torch.get_num_threads()
+    with _threads(1):  # many small products: threads would only synchronise
+        return _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, threads)
+
+
+def _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, threads) -> LassoCV:
     dev = design.device
     problems = _Problems(torch.as_tensor(basis, dtype=torch.float64, device=dev), folds, dev)
-    path = _Path(design, torch.as_tensor(y, dtype=torch.float64, device=dev), problems, n_lambdas, memory_mb)
+    y_t = torch.as_tensor(y, dtype=torch.float64, device=dev)
+    path = _Path(design, y_t, problems, n_lambdas, memory_mb, threads)
     m, n_queries = y.shape
     held_out = (torch.arange(m, device=dev), problems.fold + 1)
     errors = np.full((n_queries, m, n_lambdas), np.inf)

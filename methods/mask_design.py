@@ -4,7 +4,8 @@ Every AME feature is an affine function of one inclusion bit (Lin et al. 2022: a
 b_j = -1/(1 - p_j); AME-SV: a_j = 1 - p_j, b_j = -p_j), so the design is its bool masks plus two
 numbers per sample. The columns are the real points' masks followed, with knockoffs, by the knockoff
 masks. Products are formed in blocks of at most `block_mb` megabytes of features, built from the
-masks on the fly in `dtype` on `device`; the masks stay bool (one byte per entry).
+masks on the fly in `dtype` on `device`; the masks stay bool (one byte per entry). A design of at
+most `cache_mb` megabytes of features is built once and kept (small problems: one product each).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class MaskDesign:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float64,
         block_mb: float = 64,
+        cache_mb: float = 128,
     ) -> None:
         self.parts = [torch.as_tensor(np.ascontiguousarray(mk, dtype=bool), device=device) for mk in masks]
         self.m = len(a)
@@ -36,6 +38,9 @@ class MaskDesign:
         self.a = torch.as_tensor(a, dtype=dtype, device=device)
         self.b = torch.as_tensor(b, dtype=dtype, device=device)
         self.block_bytes = int(block_mb * 2**20)
+        self.cache = None
+        if self.m * self.p * self.a.element_size() <= cache_mb * 2**20:
+            self.cache = torch.cat([self.code(part) for part in self.parts], dim=1)
 
     def _columns(self, start: int, stop: int) -> torch.Tensor:
         """Bool masks of columns [start, stop) (one part)."""
@@ -71,14 +76,18 @@ class MaskDesign:
 
     def rmatmul(self, r: torch.Tensor) -> torch.Tensor:
         """X' r for r (m, R): (p, R) in r's dtype."""
-        out = torch.empty((self.p, r.shape[1]), dtype=r.dtype, device=self.device)
         rr = r.to(self.dtype)
+        if self.cache is not None:
+            return (self.cache.T @ rr).to(r.dtype)
+        out = torch.empty((self.p, r.shape[1]), dtype=r.dtype, device=self.device)
         for start, stop in self._col_blocks():
             out[start:stop] = (self.code(self._columns(start, stop)).T @ rr).to(r.dtype)
         return out
 
     def matmul(self, beta: torch.Tensor) -> torch.Tensor:
         """X beta for beta (p, R): (m, R) in beta's dtype."""
+        if self.cache is not None:
+            return (self.cache @ beta.to(self.dtype)).to(beta.dtype)
         out = torch.zeros((self.m, beta.shape[1]), dtype=beta.dtype, device=self.device)
         for start, stop in self._col_blocks():
             out += (self.code(self._columns(start, stop)) @ beta[start:stop].to(self.dtype)).to(beta.dtype)
@@ -86,6 +95,8 @@ class MaskDesign:
 
     def features(self, rows: slice, cols: torch.Tensor) -> torch.Tensor:
         """Features (rows, len(cols)) of chosen columns: small working sets only."""
+        if self.cache is not None:
+            return self.cache[rows][:, cols]
         return self.code(self._gather(rows, cols), rows)
 
     def matmul_cols(self, cols: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
