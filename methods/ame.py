@@ -48,7 +48,7 @@ from .common import (
     rng_for,
 )
 from .knockoffs import KNOCKOFFS, knockoff_select
-from .lasso import RULES
+from .lasso import RULES, lasso_cv
 from .lasso_path import lasso_cv_path
 from .mask_design import MaskDesign
 
@@ -122,9 +122,10 @@ def draw_samples(design, seed: int, m: int, n: int) -> tuple[np.ndarray, np.ndar
 
 
 SELECT = ("helpful", "harmful", "auto")
+SOLVERS = ("path", "reference")
 
 
-def check_settings(cv_folds, cv_rule, knockoffs, fdr, select, method: str) -> None:
+def check_settings(cv_folds, cv_rule, knockoffs, fdr, select, method: str, solver: str = "path") -> None:
     """Refuse bad estimator settings before any evaluation, naming the key and what is allowed."""
     if isinstance(cv_folds, bool) or not isinstance(cv_folds, (int, np.integer)) or cv_folds < 2:
         raise ValueError(f"{method}: cv_folds must be an integer >= 2, got {cv_folds!r}")
@@ -136,6 +137,8 @@ def check_settings(cv_folds, cv_rule, knockoffs, fdr, select, method: str) -> No
         raise ValueError(f"{method}: fdr (q) must lie in (0, 1), got {fdr!r}")
     if select not in SELECT:
         raise ValueError(f"{method}: select must be one of {SELECT}, got {select!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"{method}: solver must be one of {SOLVERS}, got {solver!r}")
 
 
 def fit_ame(
@@ -149,12 +152,13 @@ def fit_ame(
     fdr: float,
     method: str,
     select: str = "helpful",
+    solver: str = "path",
 ) -> Valuation:
     """Sample, evaluate, regress: the estimator described in the module docstring. A game with
     `train = False` (a store of sharded evaluations) answers only some samples: the others are left
     out (the samples are i.i.d., so any subset of them is a smaller experiment of the same design).
     `select` ('helpful' | 'harmful') is the side the knockoff selection keeps."""
-    check_settings(cv_folds, cv_rule, knockoffs, fdr, select, method)
+    check_settings(cv_folds, cv_rule, knockoffs, fdr, select, method, solver)
     n = check_players(game, 1, method)
     minimum = MIN_SAMPLES_PER_FOLD * cv_folds
     m = check_budget(budget, minimum, method)
@@ -171,17 +175,16 @@ def fit_ame(
             p, masks, fakes = p[keep], masks[keep], None if fakes is None else fakes[keep]
             m = len(masks)
         raw = evaluate(game, masks)
-        x = MaskDesign([masks] if fakes is None else [masks, fakes], *design.coding(p), **_placement(m, n))
-        folds = rng_for(seed, 3).permutation(m) % cv_folds
-        fit = lasso_cv_path(
-            x, as_columns(raw), design.basis(p), folds, cv_rule, progress=getattr(game, "progress", False)
-        )
-        col_sq = x.squared_norms()[:n].cpu().numpy()
-        values = design.scale * fit.coef[:, :n]
-        stderr = design.scale * np.sqrt(fit.cv_error[:, None] / col_sq[None, :])
-        selected = None
-        if knockoffs != "none":
-            selected = knockoff_select(fit.coef[:, :n], fit.coef[:, n:], fdr, knockoffs, select)
+        with Stopwatch() as t_fit:
+            fit, col_sq, device = _regress(
+                design, p, masks, fakes, as_columns(raw), seed, cv_folds, cv_rule, solver,
+                getattr(game, "progress", False),
+            )  # fmt: skip
+            values = design.scale * fit.coef[:, :n]
+            stderr = design.scale * np.sqrt(fit.cv_error[:, None] / col_sq[None, :])
+            selected = None
+            if knockoffs != "none":
+                selected = knockoff_select(fit.coef[:, :n], fit.coef[:, n:], fdr, knockoffs, select)
     single = raw.ndim == 1
     return Valuation(
         per_query(values, single),
@@ -196,9 +199,32 @@ def fit_ame(
             "cv_error": fit.cv_error.tolist(),
             "n_nonzero": np.count_nonzero(fit.coef[:, :n], axis=1).tolist(),
             "select": select,
-            "device": str(x.device),
+            "solver": solver,
+            "device": device,
+            "seconds_estimate": t_fit.seconds,
         },
     )
+
+
+def _regress(design, p, masks, fakes, y, seed, cv_folds, cv_rule, solver, progress):
+    """The LASSO-CV fit of y on the design's features of the masks (and knockoffs): by the batched
+    path on the implicit design (solver 'path'), or by scikit-learn on the dense design ('reference',
+    for small problems and comparisons). Returns the fit, sum_j X_ji^2 of the real points, the device."""
+    folds = rng_for(seed, 3).permutation(len(masks)) % cv_folds
+    n = masks.shape[1]
+    parts = [masks] if fakes is None else [masks, fakes]
+    if solver == "reference":
+        a, b = design.coding(p)
+        x = np.hstack([np.where(part, a[:, None], b[:, None]) for part in parts])
+        return lasso_cv(x, y, design.basis(p), folds, cv_rule), (x[:, :n] ** 2).sum(0), "cpu"
+    x = MaskDesign(parts, *design.coding(p), **_placement(len(masks), x_width(parts)))
+    fit = lasso_cv_path(x, y, design.basis(p), folds, cv_rule, progress=progress)
+    return fit, x.squared_norms()[:n].cpu().numpy(), str(x.device)
+
+
+def x_width(parts) -> int:
+    """Columns of the design: the points and their knockoffs."""
+    return sum(part.shape[1] for part in parts)
 
 
 def _placement(m: int, n_columns: int) -> dict:
@@ -242,7 +268,9 @@ class _RandomizedExperiment(BaseMethod, ABC):
         return "harmful" if truth is not None and truth.sign < 0 else "helpful"
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
-        check_settings(self.cv_folds, self.cv_rule, self.knockoffs, self.fdr, self.select, self.name)
+        check_settings(
+            self.cv_folds, self.cv_rule, self.knockoffs, self.fdr, self.select, self.name, self.solver
+        )
         return fit_ame(
             game,
             seed,
@@ -254,13 +282,15 @@ class _RandomizedExperiment(BaseMethod, ABC):
             self.fdr,
             self.name,
             self.side(problem),
+            self.solver,
         )
 
 
 class AME(_RandomizedExperiment):
     """AME-LASSO over P = uniform on `p_grid`, or Uniform[lo, hi] when `p_range` is set (it then
     replaces the grid). `knockoffs` ('none' | 'knockoff' | 'knockoff+') adds a selection at FDR `fdr`
-    of the points on side `select` ('helpful' | 'harmful' | 'auto'). `cv_rule` '1se' is this project's
+    of the points on side `select` ('helpful' | 'harmful' | 'auto'). `solver` 'path' (methods/lasso_path.py)
+    or 'reference' (scikit-learn on the dense design). `cv_rule` '1se' is this project's
     paired-difference one-standard-error rule (methods/lasso.py), not glmnet's spread of fold means.
     Minimum budget: 10 * cv_folds evaluations."""
 
@@ -274,10 +304,11 @@ class AME(_RandomizedExperiment):
         knockoffs: str = "none",
         fdr: float = 0.1,
         select: str = "auto",
+        solver: str = "path",
     ) -> None:
         self.budget, self.p_grid, self.p_range = budget, p_grid, p_range
         self.cv_folds, self.cv_rule, self.knockoffs, self.fdr = cv_folds, cv_rule, knockoffs, fdr
-        self.select = select
+        self.select, self.solver = select, solver
 
     def design(self):
         if self.p_range is not None:
@@ -308,10 +339,11 @@ class AMESV(_RandomizedExperiment):
         knockoffs: str = "none",
         fdr: float = 0.1,
         select: str = "auto",
+        solver: str = "path",
     ) -> None:
         self.budget, self.eps = budget, eps
         self.cv_folds, self.cv_rule, self.knockoffs, self.fdr = cv_folds, cv_rule, knockoffs, fdr
-        self.select = select
+        self.select, self.solver = select, solver
 
     def design(self) -> ShapleyDesign:
         if not (isinstance(self.eps, (int, float)) and 0 < self.eps < 0.5):
