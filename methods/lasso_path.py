@@ -165,6 +165,7 @@ class _Path:
         grid = torch.as_tensor(np.geomspace(1.0, ratio, n_lambdas), device=self.dev)
         self.lambdas = (top[:, None] * grid).cpu().numpy()  # (Q, L)
         self.grad = (-self.c / self.size).cpu().numpy()  # at b = 0, (p, K + 1, Q)
+        self.graded = 0  # the lambda index of the last full gradient
         self.c_np = self.c.cpu().numpy()
         y_train = (problems.w.T[:, :, None] * self.y).cpu().numpy()
         self.y_train = [[np.ascontiguousarray(y_train[:, k, q]) for q in range(n_queries)] for k in range(k1)]
@@ -185,15 +186,25 @@ class _Path:
         return self.problems.resid(self.y[..., self.live] - z)
 
     # ----- Gram mode: per-problem working sets -----
-    def _solve_sets(self, l: int, subs: list, grad: np.ndarray) -> None:
-        for sub in subs:
-            lam = self.lambdas[sub.q, l]
-            g = grad[:, sub.k, sub.q]
-            new = np.flatnonzero(np.abs(g) > lam * (1 + 1e-9))
+    def _extend_and_solve(self, l: int, additions: list) -> None:
+        """Add the new columns of each (subproblem, columns) pair, then solve it at lambda index l."""
+        for sub, new in additions:
             new = new[~np.isin(new, sub.cols)]
             if len(new):
                 sub.extend(new, self.columns, self.problems, self.c_np[:, sub.k, sub.q])
-            sub.solve(lam, float(self.problems.size[sub.k]), self.y_train[sub.k][sub.q])
+            sub.solve(self.lambdas[sub.q, l], float(self.problems.size[sub.k]), self.y_train[sub.k][sub.q])
+
+    def _violators(self, l: int, subs: list, grad: np.ndarray, cols: np.ndarray) -> list:
+        """(subproblem, columns) pairs: the columns `cols` (rows of grad (len(cols), K + 1, Q_live))
+        outside a problem's working set whose gradient exceeds its lambda."""
+        out = []
+        for sub in subs:
+            j = int(np.searchsorted(self.live, sub.q))
+            bad = cols[np.abs(grad[:, sub.k, j]) > self.lambdas[sub.q, l] * (1 + 1e-9)]
+            bad = bad[~np.isin(bad, sub.cols)]
+            if len(bad):
+                out.append((sub, bad))
+        return out
 
     def _fits(self) -> torch.Tensor:
         """X b of every live problem (m, K + 1, Q_live) through the cached columns."""
@@ -210,30 +221,39 @@ class _Path:
     def _gram_bytes(self) -> int:
         return sum(8 * len(s.cols) ** 2 for s in self.subs.values())
 
-    def solve(self, l: int) -> torch.Tensor:
-        """Solve every live problem at lambda index l; return the residuals (m, K + 1, Q_live)."""
+    def solve(self, l: int, full: bool) -> tuple[torch.Tensor, bool]:
+        """Solve every live problem at lambda index l: (residuals (m, K + 1, Q_live), whether a full
+        KKT check found violators). With `full`, the KKT conditions of every column are checked and
+        the gradient refreshed; otherwise only those of the candidates of the sequential strong rule
+        from the last full gradient, |g_i| >= 2 lambda_l - lambda_last (Tibshirani et al. 2012)."""
         if self.beta_dense is not None:
-            return self._solve_dense(l)
-        k1 = self.problems.w.shape[0]
-        subs = [self.subs[k, q] for q in self.live for k in range(k1)]
-        full_grad = np.zeros((self.design.p, k1, int(self.live.max()) + 1))
-        full_grad[..., self.live] = self.grad
-        todo = subs
+            return self._solve_dense(l), False
+        subs = [self.subs[k, q] for q in self.live for k in range(self.problems.w.shape[0])]
+        everything = np.arange(self.design.p)
+        new = dict((id(sub), cols) for sub, cols in self._violators(l, subs, self.grad, everything))
+        additions = [(sub, new.get(id(sub), everything[:0])) for sub in subs]  # every problem, once
+        threshold = 2 * self.lambdas[self.live, l] - self.lambdas[self.live, self.graded]
+        candidates = np.flatnonzero((np.abs(self.grad) >= threshold).any((1, 2)))
+        missed = False
         while True:
-            self._solve_sets(l, todo, full_grad)
+            self._extend_and_solve(l, additions)
             if self._gram_bytes() > self.memory:
                 self._go_dense()
-                return self._solve_dense(l)
+                return self._solve_dense(l), False
             resid = self._residuals(self._fits())
             r = self.problems.w.T[:, :, None] * resid
-            self.grad = (-self._rmatmul(r) / self.size).cpu().numpy()
-            full_grad[..., self.live] = self.grad
-            todo = [
-                s for s in subs
-                if np.any(np.abs(np.delete(full_grad[:, s.k, s.q], s.cols)) > self.lambdas[s.q, l] * (1 + 1e-9))
-            ]  # fmt: skip
-            if not todo:
-                return resid
+            if full:
+                self.grad = (-self._rmatmul(r) / self.size).cpu().numpy()
+                self.graded = l
+                additions = self._violators(l, subs, self.grad, everything)
+                missed |= bool(additions)
+            else:
+                xt = self.columns.get(candidates)
+                grad = (xt @ r.reshape(r.shape[0], -1).to(xt.dtype)).double()
+                grad = (-grad.view(len(candidates), *r.shape[1:]) / self.size).cpu().numpy()
+                additions = self._violators(l, subs, grad, candidates)
+            if not additions:
+                return resid, missed
 
     # ----- dense mode: every column, FISTA with products with X -----
     def _go_dense(self) -> None:
@@ -299,7 +319,6 @@ class _Path:
         """Keep only the responses still `going` (bool over the live ones)."""
         if self.beta_dense is not None:
             self.beta_dense = self.beta_dense[..., torch.as_tensor(np.flatnonzero(going), device=self.dev)]
-            self.step = None if self.step is None else self.step
         self.grad = self.grad[..., going]
         self.live = self.live[going]
 
@@ -332,22 +351,30 @@ def _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, thre
     m, n_queries = y.shape
     held_out = (torch.arange(m, device=dev), problems.fold + 1)
     errors = np.full((n_queries, m, n_lambdas), np.inf)
-    history = []  # per lambda: the full fits' nonzero (col, q) and values
+    history = {}  # per lambda index: the full fits' nonzero (col, q) and values
     reached = np.zeros(n_queries, dtype=np.int64)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_lambdas, desc="lasso path", leave=False)
-    for l in range(n_lambdas):
-        resid = path.solve(l)
+    l, block_start = 0, 0
+    while l < n_lambdas:
+        block_end = (l + 1) % BLOCK == 0 or l + 1 == n_lambdas
+        resid, missed = path.solve(l, full=block_end or l == 0)
+        if missed and l > block_start:  # the strong rule missed a column: solve the block again
+            l = block_start
+            continue
         errors[path.live, :, l] = (resid[held_out] ** 2).T.cpu().numpy()
-        history.append(path.full_fit())
+        history[l] = path.full_fit()
         reached[path.live] = l + 1
         if bar is not None:
-            bar.update()
-        if (l + 1) % BLOCK == 0:
-            going = l - np.argmin(errors[path.live, :, : l + 1].mean(1), axis=1) < PATIENCE
+            bar.n = l + 1
+            bar.refresh()
+        l += 1
+        if block_end:
+            block_start = l
+            going = l - 1 - np.argmin(errors[path.live, :, :l].mean(1), axis=1) < PATIENCE
             if not going.any():
                 break
             if not going.all():
