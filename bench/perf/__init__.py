@@ -6,6 +6,7 @@ python -m valbench.perf estimators    # error vs budget of the subset estimators
 python -m valbench.perf chunks        # engine throughput vs CPU chunk size (the default's calibration)
 python -m valbench.perf anchors       # valbench vs OpenDataVal on the shared anchor task
 python -m valbench.perf gpu           # every GPU target in one command (a tiny mode on CPU)
+python -m valbench.perf ame-scale     # AME's estimator time and memory against n
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ COMMANDS = {  # command -> module with main(argv) and a docstring whose first li
     "chunks": "valbench.perf.chunks",
     "anchors": "valbench.perf.anchors",
     "gpu": "valbench.perf.gpu",
+    "ame-scale": "valbench.perf.ame_scale",
 }
 
 
