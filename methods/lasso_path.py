@@ -129,8 +129,27 @@ class _Subproblem:
             )  # fmt: skip
 
 
+def _problem_grams(design: MaskDesign, problems: _Problems) -> np.ndarray:
+    """Residualised Grams H_k = X~' X~ over the training rows of every problem (K + 1, p, p): the
+    folds' Grams in one pass over the rows (m p^2 products), each problem's the sum of the others."""
+    n_folds, p = len(problems.fold_ids), design.p
+    grams = torch.zeros((n_folds + 1, p, p), dtype=torch.float64, device=design.device)
+    cross = torch.zeros((n_folds + 1, p, problems.basis.shape[1]), dtype=torch.float64, device=design.device)
+    for rows in design.row_blocks(p):
+        x, fold, basis = design.rows(rows), problems.fold[rows], problems.basis[rows]
+        for f in range(n_folds):
+            xf = x[fold == f]
+            grams[f + 1] += (xf.T @ xf).double()
+            cross[f + 1] += xf.double().T @ basis[fold == f]
+    for part in (grams, cross):  # problem 0: all folds; problem k: all but fold k
+        part[0] = part[1:].sum(0)
+        part[1:] = part[0] - part[1:]
+    grams -= cross @ problems.gram_pinv @ cross.transpose(1, 2)
+    return grams.cpu().numpy()
+
+
 class _threads:
-    """`with _threads(n):` torch and BLAS run on n threads inside the block."""
+    """`with _threads(n):` torch runs on n threads inside the block."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -138,10 +157,8 @@ class _threads:
     def __enter__(self) -> None:
         self.old = torch.get_num_threads()
         torch.set_num_threads(self.n)
-        self.limits = threadpool_limits(self.n, user_api="blas")
 
     def __exit__(self, *exc) -> None:
-        self.limits.restore_original_limits()
         torch.set_num_threads(self.old)
 
 
@@ -157,6 +174,7 @@ class _Path:
         self.threads = threads  # for the products with the whole design; one thread otherwise
         k1, n_queries = problems.w.shape[0], y.shape[1]
         self.y = problems.resid(y[:, None, :].expand(-1, k1, -1).contiguous())  # (m, K + 1, Q)
+        self.memory = memory_mb * 2**20
         self.size = problems.size[None, :, None]
         self.c = self._rmatmul(problems.w.T[:, :, None] * self.y)  # X~' y~ (p, K + 1, Q)
         top = self.c[:, 0].abs().amax(0) / len(y)  # lambda_max (methods/lasso.lambda_grid)
@@ -169,11 +187,17 @@ class _Path:
         self.c_np = self.c.cpu().numpy()
         y_train = (problems.w.T[:, :, None] * self.y).cpu().numpy()
         self.y_train = [[np.ascontiguousarray(y_train[:, k, q]) for q in range(n_queries)] for k in range(k1)]
-        self.memory = memory_mb * 2**20
         self.columns = _Columns(design)
         g = problems.basis.shape[1]
         self.subs = {(k, q): _Subproblem(k, q, g) for k in range(k1) for q in range(n_queries)}
         self.live = np.arange(n_queries)
+        self.full_gram = design.m >= design.p and 8 * k1 * design.p**2 <= self.memory
+        if self.full_gram:  # every column in every working set, the Grams from the fold Grams
+            grams = _problem_grams(design, problems)
+            everything = np.arange(design.p)
+            for (k, q), sub in self.subs.items():
+                sub.cols, sub.h, sub.c = everything, grams[k], self.c_np[:, k, q].copy()
+                sub.beta = np.zeros(design.p)
         self.beta_dense = None  # (p, K + 1, Q) once every column is in (dense mode)
         self.step = None
 
@@ -219,6 +243,8 @@ class _Path:
         return (xt.T @ flat).double().view(-1, k1, len(self.live))
 
     def _gram_bytes(self) -> int:
+        if self.full_gram:
+            return 0
         return sum(8 * len(s.cols) ** 2 for s in self.subs.values())
 
     def solve(self, l: int, full: bool) -> tuple[torch.Tensor, bool]:
@@ -229,6 +255,11 @@ class _Path:
         if self.beta_dense is not None:
             return self._solve_dense(l), False
         subs = [self.subs[k, q] for q in self.live for k in range(self.problems.w.shape[0])]
+        if self.full_gram:  # nothing outside the working sets: no KKT checks
+            self._extend_and_solve(l, [(sub, sub.cols[:0]) for sub in subs])
+            beta = torch.as_tensor(np.stack([sub.beta for sub in subs], axis=1), device=self.dev)
+            fits = self._matmul(beta.view(self.design.p, len(self.live), -1).transpose(1, 2))
+            return self._residuals(fits), False
         everything = np.arange(self.design.p)
         new = dict((id(sub), cols) for sub, cols in self._violators(l, subs, self.grad, everything))
         additions = [(sub, new.get(id(sub), everything[:0])) for sub in subs]  # every problem, once
@@ -339,7 +370,7 @@ def lasso_cv_path(
     if rule not in RULES:
         raise ValueError(f"cv_rule must be one of {RULES}, got {rule!r}")
     threads = torch.get_num_threads()
-    with _threads(1):  # many small products: threads would only synchronise
+    with _threads(1), threadpool_limits(1, user_api="blas"):  # many small products: threads would only synchronise
         return _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, threads)
 
 

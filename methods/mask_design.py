@@ -93,6 +93,12 @@ class MaskDesign:
             out += (self.code(self._columns(start, stop)) @ beta[start:stop].to(self.dtype)).to(beta.dtype)
         return out
 
+    def rows(self, rows: slice) -> torch.Tensor:
+        """Features of every column at `rows` (rows, p)."""
+        if self.cache is not None:
+            return self.cache[rows]
+        return torch.cat([self.code(part[rows], rows) for part in self.parts], dim=1)
+
     def features(self, rows: slice, cols: torch.Tensor) -> torch.Tensor:
         """Features (rows, len(cols)) of chosen columns: small working sets only."""
         if self.cache is not None:
