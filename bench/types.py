@@ -100,10 +100,15 @@ def evaluate(game: Game, masks: np.ndarray) -> np.ndarray:
             f"game returned shape {values.shape} for {len(masks)} masks; expected ({len(masks)},) "
             f"or ({len(masks)}, Q)"
         )
-    if not np.all(np.isfinite(values)):
-        bad = int(np.argwhere(~np.isfinite(values))[0][0])
+    if values.ndim == 2 and values.shape[1] == 0:
+        raise ValueError(f"game returned no queries (Q = 0) for {len(masks)} masks: nothing to value")
+    finite = np.isfinite(values) if values.ndim == 1 else np.isfinite(values).all(1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
         raise ValueError(
-            f"game returned a non-finite value (NaN or inf) for mask {bad} of {len(masks)}"
+            f"game returned non-finite values (NaN or inf) for {len(bad)} of {len(masks)} masks "
+            f"[{shown}]"
         )
     return values
 

@@ -38,6 +38,8 @@ from .mask_design import MaskDesign
 
 CD_TOL, CD_MAX_ITER = 1e-6, 5000  # the reference's coordinate descent settings (methods/lasso.py)
 FISTA_MAX_ITER = 5000
+PRUNE = 0.5  # working-set columns at zero with |g| below PRUNE * lambda leave the set at a full check
+FULL_GRAM_COLUMNS = 512  # up to here every column is in every working set (no KKT checks needed)
 
 
 class _Problems:
@@ -77,7 +79,7 @@ class _Columns:
         new = np.unique(cols[self.position[cols] < 0])
         if len(new):
             if self.n + len(new) > len(self.xt):
-                size = max(2 * len(self.xt), self.n + len(new), 64)
+                size = max(len(self.xt) * 5 // 4, self.n + len(new), 64)
                 grown = torch.empty((size, self.design.m), dtype=self.xt.dtype, device=self.xt.device)
                 grown[: self.n] = self.xt[: self.n]
                 self.xt = grown
@@ -119,6 +121,13 @@ class _Subproblem:
         self.h, self.p, self.cols = h, p.cpu().numpy(), cols
         self.c = np.concatenate([self.c, c_all[new]])
         self.beta = np.concatenate([self.beta, np.zeros(len(new))])
+
+    def keep(self, keep: np.ndarray) -> None:
+        """Restrict the working set to the columns marked in `keep`."""
+        self.cols, self.c, self.beta, self.p = (
+            self.cols[keep], self.c[keep], self.beta[keep], self.p[keep]
+        )
+        self.h = np.ascontiguousarray(self.h[np.ix_(keep, keep)])
 
     def solve(self, lam: float, size: float, y_norm: np.ndarray) -> None:
         """Coordinate descent on the Gram, warm-started: min 1/2 b'hb - c'b + |T| lambda ||b||_1."""
@@ -191,7 +200,9 @@ class _Path:
         g = problems.basis.shape[1]
         self.subs = {(k, q): _Subproblem(k, q, g) for k in range(k1) for q in range(n_queries)}
         self.live = np.arange(n_queries)
-        self.full_gram = design.m >= design.p and 8 * k1 * design.p**2 <= self.memory
+        self.full_gram = (design.m >= design.p or design.p <= FULL_GRAM_COLUMNS) and (
+            8 * k1 * design.p**2 <= self.memory
+        )
         if self.full_gram:  # every column in every working set, the Grams from the fold Grams
             grams = _problem_grams(design, problems)
             everything = np.arange(design.p)
@@ -284,7 +295,18 @@ class _Path:
                 grad = (-grad.view(len(candidates), *r.shape[1:]) / self.size).cpu().numpy()
                 additions = self._violators(l, subs, grad, candidates)
             if not additions:
+                if full:
+                    self._prune(l, subs)
                 return resid, missed
+
+    def _prune(self, l: int, subs: list) -> None:
+        """Drop from each working set the zero coefficients whose gradient is below half of lambda
+        (far from entering): the sets follow the active sets down the path instead of growing."""
+        for sub in subs:
+            g = self.grad[sub.cols, sub.k, int(np.searchsorted(self.live, sub.q))]
+            keep = (sub.beta != 0) | (np.abs(g) >= PRUNE * self.lambdas[sub.q, l])
+            if not keep.all():
+                sub.keep(keep)
 
     # ----- dense mode: every column, FISTA with products with X -----
     def _go_dense(self) -> None:
@@ -362,7 +384,7 @@ def lasso_cv_path(
     rule: str = "1se",
     n_lambdas: int = 100,
     *,
-    memory_mb: float = 1024,
+    memory_mb: float = 512,
     progress: bool = False,
 ) -> LassoCV:
     """The LASSO of each column of y (m, Q) on `design` with unpenalised `basis` (m, G), lambda by

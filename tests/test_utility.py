@@ -104,7 +104,7 @@ def test_evaluate_rejects_nan_and_wrong_shapes():
             return self.out
 
     masks = np.ones((2, 3), bool)
-    with pytest.raises(ValueError, match="non-finite value.*mask 1 of 2"):
+    with pytest.raises(ValueError, match=r"non-finite values.*1 of 2 masks \[1\]"):
         evaluate(Bad(np.array([1.0, np.nan])), masks)
     with pytest.raises(ValueError, match=r"game returned shape \(3,\) for 2 masks"):
         evaluate(Bad(np.zeros(3)), masks)

@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from valbench.datasets import Truth
+from sklearn.metrics import roc_auc_score
 
 from .. import games
 from ..engine.device import cpu_model
 from ..problem import load_problem, make_method
-from ..score import score
+from ..score import score, selection_precision_recall
 from ..store.records import write_atomic
 
 FULL = {"backdoor": [1000, 5000, 20000, 50000], "mislabel": [1000, 2000, 4000, 8000], "digits": [1000]}
@@ -52,13 +52,10 @@ def backdoor(n: int, k: int, queries: int) -> dict:
     game = games.BackdoorGame(n, k, queries, seed=0)
     method = make_method("ame", budget=budget(k, n), knockoffs="knockoff", select="helpful")
     valuation = method.value(game, seed=0)
-    truth = _poison_truth(game.poisons)
-    metrics = score(valuation, truth)
+    found = [selection_precision_recall(row, game.poisons) for row in valuation.selected]
+    metrics = {"auroc": roc_auc_score(game.poisons, valuation.values.mean(0))}
+    metrics["sel_precision"], metrics["sel_recall"] = np.mean(found, axis=0)
     return _row("backdoor", n, k, queries, valuation, metrics)
-
-
-def _poison_truth(planted: np.ndarray) -> Truth:
-    return Truth(planted=planted, kind="poison", sign=1)
 
 
 def mislabel(n: int) -> dict:

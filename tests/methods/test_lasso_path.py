@@ -1,0 +1,177 @@
+"""The batched LASSO-CV path on the implicit mask design against the scikit-learn reference."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from valbench import games
+from valbench.methods.ame import AME, AMESV, GridDesign, RangeDesign, ShapleyDesign, draw_samples
+from valbench.methods.common import bernoulli_masks, rng_for
+from valbench.methods.lasso import lasso_cv
+from valbench.methods.lasso_path import lasso_cv_path
+from valbench.methods.mask_design import MaskDesign
+
+DESIGNS = {
+    "grid": GridDesign([0.2, 0.4, 0.6, 0.8]),
+    "range": RangeDesign(0.1, 0.9),
+    "shapley": ShapleyDesign(0.05),
+}
+
+
+def both_fits(design, game, m, seed, knockoffs, rule, **path_args):
+    """The reference on the dense design and the path on the masks, same samples and folds."""
+    p, masks = draw_samples(design, seed, m, game.n_players)
+    parts = [masks] + ([bernoulli_masks(rng_for(seed, 2), p, game.n_players)] if knockoffs else [])
+    y = game(masks)
+    y = y[:, None] if y.ndim == 1 else y
+    a, b = design.coding(p)
+    dense = np.hstack([np.where(part, a[:, None], b[:, None]) for part in parts])
+    folds = rng_for(seed, 3).permutation(m) % 5
+    reference = lasso_cv(dense, y, design.basis(p), folds, rule)
+    path = lasso_cv_path(MaskDesign(parts, a, b), y, design.basis(p), folds, rule, **path_args)
+    return reference, path
+
+
+def assert_same(reference, path, rel=1e-5):
+    np.testing.assert_allclose(path.lam, reference.lam, rtol=1e-9)
+    scale = np.abs(reference.coef).max()
+    assert np.abs(path.coef - reference.coef).max() <= rel * scale
+
+
+@pytest.mark.parametrize("rule", ["1se", "min"])
+@pytest.mark.parametrize("name", DESIGNS)
+@pytest.mark.parametrize("knockoffs", [False, True])
+def test_full_gram_mode_equals_the_reference(name, rule, knockoffs):
+    game = games.random_pairwise(60, n_pairs=40, seed=2)
+    assert_same(*both_fits(DESIGNS[name], game, 400, 1, knockoffs, rule))
+
+
+@pytest.mark.parametrize("rule", ["1se", "min"])
+def test_working_sets_equal_the_reference_on_many_queries(rule):
+    """More columns than FULL_GRAM_COLUMNS and than samples: per-problem working sets, KKT checks."""
+    parts = [games.random_pairwise(300, 60, seed=s) for s in range(2)] + [games.ThresholdGame(300)]
+    game = games.MultiQueryGame(parts)
+    reference, path = both_fits(DESIGNS["grid"], game, 450, 6, True, rule)
+    assert_same(reference, path)
+
+
+def test_dense_mode_chooses_the_same_lambda():
+    """Grams over the memory budget: every column, FISTA with products with X."""
+    game = games.random_pairwise(80, n_pairs=40, seed=3)
+    reference, path = both_fits(DESIGNS["grid"], game, 600, 2, False, "1se", memory_mb=0.01)
+    np.testing.assert_allclose(path.lam, reference.lam, rtol=1e-9)
+    assert np.abs(path.coef - reference.coef).max() <= 1e-3 * np.abs(reference.coef).max()
+
+
+def test_float32_products_on_a_larger_design():
+    game = games.random_pairwise(300, n_pairs=100, seed=4)
+    p, masks = draw_samples(DESIGNS["grid"], 0, 900, 300)
+    a, b = DESIGNS["grid"].coding(p)
+    folds = rng_for(0, 3).permutation(900) % 5
+    y = game(masks)[:, None]
+    exact = lasso_cv_path(MaskDesign([masks], a, b), y, DESIGNS["grid"].basis(p), folds)
+    single = lasso_cv_path(
+        MaskDesign([masks], a, b, dtype=torch.float32), y, DESIGNS["grid"].basis(p), folds
+    )
+    np.testing.assert_allclose(single.lam, exact.lam, rtol=1e-6)
+    assert np.abs(single.coef - exact.coef).max() <= 1e-4 * np.abs(exact.coef).max()
+
+
+def test_ame_solvers_agree_and_report_the_estimator_time():
+    game = games.random_pairwise(100, n_pairs=50, seed=5)
+    path = AME(budget=600, knockoffs="knockoff+").value(game, seed=1)
+    reference = AME(budget=600, knockoffs="knockoff+", solver="reference").value(game, seed=1)
+    np.testing.assert_allclose(path.values, reference.values, atol=1e-5 * np.abs(path.values).max())
+    np.testing.assert_array_equal(path.selected, reference.selected)
+    assert 0 < path.info["seconds_estimate"] <= path.seconds
+    assert AMESV().cv_rule == "min" and AME().cv_rule == "1se"
+
+
+def test_harmful_side_selects_the_negative_effects():
+    rng = np.random.default_rng(0)
+    weights = 0.01 * rng.standard_normal(200)
+    bad = rng.choice(200, size=10, replace=False)
+    weights[bad] = -1.0
+    game = games.AdditiveGame(weights)
+    helpful = AME(budget=800, knockoffs="knockoff", select="helpful").value(game, seed=0)
+    harmful = AME(budget=800, knockoffs="knockoff", select="harmful").value(game, seed=0)
+    assert not helpful.selected[bad].any()
+    assert harmful.selected[bad].mean() >= 0.9 and harmful.selected.sum() <= 12
+
+
+def test_auto_side_follows_the_truth_on_a_mislabel_problem():
+    import valbench
+
+    problem = valbench.load_problem(
+        "breast_cancer", "mislabel", overrides=["dataset.n_train=150", "progress=false"]
+    )
+    method = valbench.make_method("ame_knockoff", budget=1500, p_grid=[0.2, 0.4, 0.6, 0.8])
+    valuation = method.value(problem.game, seed=0, problem=problem)
+    assert valuation.info["select"] == "harmful"
+    metrics = valbench.score(valuation, problem.truth)
+    assert metrics["sel_precision"] >= 0.5 and metrics["sel_recall"] > 0
+
+
+MEMORY_PROBE = """
+import json, resource, numpy as np
+from valbench import games
+from valbench.methods.ame import AME
+game = games.BackdoorGame(20000, 20, n_queries=2, seed=0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+valuation = AME(budget=2000).value(game, seed=0)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"grown_mb": (after - before) / 1024, "n": int(valuation.values.shape[1])}))
+"""
+
+
+@pytest.mark.slow
+def test_paper_shaped_fit_never_holds_a_dense_float64_design():
+    """n = 20,000 players, m = 2,000 samples: the dense float64 design is 2000 x 20000 x 8 B = 320 MB
+    and the reference holds it plus a residualised copy per fold and the full fit (>= 7 of them,
+    2.2 GB). The path keeps the masks (40 MB), a column cache and the working sets' Grams, which
+    near the end of this path (supports approaching m) take a few hundred MB: the process must grow
+    by less than two dense designs."""
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    assert probe["n"] == 20000
+    assert probe["grown_mb"] < 2 * 2000 * 20000 * 8 / 2**20, probe
+
+
+def test_bad_inputs_get_clear_errors_before_any_fit(recording):
+    game = recording(games.ThresholdGame(30))
+    with pytest.raises(ValueError, match="minimum of 50 evaluations"):
+        AME(budget=40).value(game, seed=0)  # 5 folds x 10 samples
+    assert game.masks == []
+    with pytest.raises(ValueError, match="select must be one of"):
+        AME(select="bad").value(game, seed=0)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        AME(solver="bad").value(game, seed=0)
+    assert game.masks == []
+
+
+class _Broken:
+    n_players = 20
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __call__(self, masks):
+        if self.kind == "no queries":
+            return np.zeros((len(masks), 0))
+        values = np.ones(len(masks))
+        values[[3, 7]] = [np.nan, np.inf]
+        return values
+
+
+def test_games_without_queries_or_with_non_finite_values_are_named():
+    with pytest.raises(ValueError, match="no queries"):
+        AME(budget=100).value(_Broken("no queries"), seed=0)
+    with pytest.raises(ValueError, match=r"2 of 100 .*masks \[3, 7\]"):
+        AME(budget=100).value(_Broken("nan"), seed=0)
