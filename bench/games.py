@@ -181,11 +181,18 @@ class BackdoorGame:
     generator seeded by `seed`, independently per query (the same masks give the same values only
     when called in the same order). The shape of the AME paper's poison experiments (Sec. 5.1)."""
 
-    def __init__(self, n_players: int, k: int, n_queries: int = 20, sigma: float = 0.1, seed: int = 0):
+    def __init__(
+        self, n_players: int, k: int, n_queries: int = 20, sigma: float = 0.1, seed: int = 0
+    ):
         if not 1 <= k <= n_players:
             raise ValueError(f"k (poisons) must lie in [1, {n_players}], got {k}")
         rng = np.random.default_rng(seed)
-        self.n_players, self.k, self.n_queries, self.sigma = int(n_players), int(k), int(n_queries), sigma
+        self.n_players, self.k, self.n_queries, self.sigma = (
+            int(n_players),
+            int(k),
+            int(n_queries),
+            sigma,
+        )
         self.poisons = np.zeros(n_players, dtype=bool)
         self.poisons[rng.choice(n_players, size=k, replace=False)] = True
         self._noise = np.random.default_rng([seed, 1])

@@ -101,7 +101,9 @@ def evaluate(game: Game, masks: np.ndarray) -> np.ndarray:
             f"or ({len(masks)}, Q)"
         )
     if values.ndim == 2 and values.shape[1] == 0:
-        raise ValueError(f"game returned no queries (Q = 0) for {len(masks)} masks: nothing to value")
+        raise ValueError(
+            f"game returned no queries (Q = 0) for {len(masks)} masks: nothing to value"
+        )
     finite = np.isfinite(values) if values.ndim == 1 else np.isfinite(values).all(1)
     if not finite.all():
         bad = np.flatnonzero(~finite)

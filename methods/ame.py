@@ -125,7 +125,9 @@ SELECT = ("helpful", "harmful", "auto")
 SOLVERS = ("path", "reference")
 
 
-def check_settings(cv_folds, cv_rule, knockoffs, fdr, select, method: str, solver: str = "path") -> None:
+def check_settings(
+    cv_folds, cv_rule, knockoffs, fdr, select, method: str, solver: str = "path"
+) -> None:
     """Refuse bad estimator settings before any evaluation, naming the key and what is allowed."""
     if isinstance(cv_folds, bool) or not isinstance(cv_folds, (int, np.integer)) or cv_folds < 2:
         raise ValueError(f"{method}: cv_folds must be an integer >= 2, got {cv_folds!r}")
@@ -269,7 +271,13 @@ class _RandomizedExperiment(BaseMethod, ABC):
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
         check_settings(
-            self.cv_folds, self.cv_rule, self.knockoffs, self.fdr, self.select, self.name, self.solver
+            self.cv_folds,
+            self.cv_rule,
+            self.knockoffs,
+            self.fdr,
+            self.select,
+            self.name,
+            self.solver,
         )
         return fit_ame(
             game,

@@ -38,7 +38,9 @@ from .mask_design import MaskDesign
 
 CD_TOL, CD_MAX_ITER = 1e-6, 5000  # the reference's coordinate descent settings (methods/lasso.py)
 FISTA_MAX_ITER = 5000
-PRUNE = 0.5  # working-set columns at zero with |g| below PRUNE * lambda leave the set at a full check
+PRUNE = (
+    0.5  # working-set columns at zero with |g| below PRUNE * lambda leave the set at a full check
+)
 FULL_GRAM_COLUMNS = 512  # up to here every column is in every working set (no KKT checks needed)
 
 
@@ -80,7 +82,9 @@ class _Columns:
         if len(new):
             if self.n + len(new) > len(self.xt):
                 size = max(len(self.xt) * 5 // 4, self.n + len(new), 64)
-                grown = torch.empty((size, self.design.m), dtype=self.xt.dtype, device=self.xt.device)
+                grown = torch.empty(
+                    (size, self.design.m), dtype=self.xt.dtype, device=self.xt.device
+                )
                 grown[: self.n] = self.xt[: self.n]
                 self.xt = grown
             ids = torch.as_tensor(new, device=self.xt.device)
@@ -103,7 +107,9 @@ class _Subproblem:
         self.p = np.zeros((0, n_basis))
         self.beta = np.zeros(0)
 
-    def extend(self, new: np.ndarray, columns: _Columns, problems: _Problems, c_all: np.ndarray) -> None:
+    def extend(
+        self, new: np.ndarray, columns: _Columns, problems: _Problems, c_all: np.ndarray
+    ) -> None:
         """Add columns `new` with their Gram entries over the problem's training rows."""
         cols = np.concatenate([self.cols, new])
         xt = columns.get(cols)
@@ -125,7 +131,10 @@ class _Subproblem:
     def keep(self, keep: np.ndarray) -> None:
         """Restrict the working set to the columns marked in `keep`."""
         self.cols, self.c, self.beta, self.p = (
-            self.cols[keep], self.c[keep], self.beta[keep], self.p[keep]
+            self.cols[keep],
+            self.c[keep],
+            self.beta[keep],
+            self.p[keep],
         )
         self.h = np.ascontiguousarray(self.h[np.ix_(keep, keep)])
 
@@ -143,7 +152,9 @@ def _problem_grams(design: MaskDesign, problems: _Problems) -> np.ndarray:
     folds' Grams in one pass over the rows (m p^2 products), each problem's the sum of the others."""
     n_folds, p = len(problems.fold_ids), design.p
     grams = torch.zeros((n_folds + 1, p, p), dtype=torch.float64, device=design.device)
-    cross = torch.zeros((n_folds + 1, p, problems.basis.shape[1]), dtype=torch.float64, device=design.device)
+    cross = torch.zeros(
+        (n_folds + 1, p, problems.basis.shape[1]), dtype=torch.float64, device=design.device
+    )
     for rows in design.row_blocks(p):
         x, fold, basis = design.rows(rows), problems.fold[rows], problems.basis[rows]
         for f in range(n_folds):
@@ -195,7 +206,9 @@ class _Path:
         self.graded = 0  # the lambda index of the last full gradient
         self.c_np = self.c.cpu().numpy()
         y_train = (problems.w.T[:, :, None] * self.y).cpu().numpy()
-        self.y_train = [[np.ascontiguousarray(y_train[:, k, q]) for q in range(n_queries)] for k in range(k1)]
+        self.y_train = [
+            [np.ascontiguousarray(y_train[:, k, q]) for q in range(n_queries)] for k in range(k1)
+        ]
         self.columns = _Columns(design)
         g = problems.basis.shape[1]
         self.subs = {(k, q): _Subproblem(k, q, g) for k in range(k1) for q in range(n_queries)}
@@ -221,21 +234,25 @@ class _Path:
         return self.problems.resid(self.y[..., self.live] - z)
 
     # ----- Gram mode: per-problem working sets -----
-    def _extend_and_solve(self, l: int, additions: list) -> None:
-        """Add the new columns of each (subproblem, columns) pair, then solve it at lambda index l."""
+    def _extend_and_solve(self, index: int, additions: list) -> None:
+        """Add the new columns of each (subproblem, columns) pair, then solve it at that lambda."""
         for sub, new in additions:
             new = new[~np.isin(new, sub.cols)]
             if len(new):
                 sub.extend(new, self.columns, self.problems, self.c_np[:, sub.k, sub.q])
-            sub.solve(self.lambdas[sub.q, l], float(self.problems.size[sub.k]), self.y_train[sub.k][sub.q])
+            sub.solve(
+                self.lambdas[sub.q, index],
+                float(self.problems.size[sub.k]),
+                self.y_train[sub.k][sub.q],
+            )
 
-    def _violators(self, l: int, subs: list, grad: np.ndarray, cols: np.ndarray) -> list:
+    def _violators(self, index: int, subs: list, grad: np.ndarray, cols: np.ndarray) -> list:
         """(subproblem, columns) pairs: the columns `cols` (rows of grad (len(cols), K + 1, Q_live))
         outside a problem's working set whose gradient exceeds its lambda."""
         out = []
         for sub in subs:
             j = int(np.searchsorted(self.live, sub.q))
-            bad = cols[np.abs(grad[:, sub.k, j]) > self.lambdas[sub.q, l] * (1 + 1e-9)]
+            bad = cols[np.abs(grad[:, sub.k, j]) > self.lambdas[sub.q, index] * (1 + 1e-9)]
             bad = bad[~np.isin(bad, sub.cols)]
             if len(bad):
                 out.append((sub, bad))
@@ -258,64 +275,70 @@ class _Path:
             return 0
         return sum(8 * len(s.cols) ** 2 for s in self.subs.values())
 
-    def solve(self, l: int, full: bool) -> tuple[torch.Tensor, bool]:
-        """Solve every live problem at lambda index l: (residuals (m, K + 1, Q_live), whether a full
+    def solve(self, index: int, full: bool) -> tuple[torch.Tensor, bool]:
+        """Solve every live problem at lambda `index`: (residuals (m, K + 1, Q_live), whether a full
         KKT check found violators). With `full`, the KKT conditions of every column are checked and
         the gradient refreshed; otherwise only those of the candidates of the sequential strong rule
         from the last full gradient, |g_i| >= 2 lambda_l - lambda_last (Tibshirani et al. 2012)."""
         if self.beta_dense is not None:
-            return self._solve_dense(l), False
+            return self._solve_dense(index), False
         subs = [self.subs[k, q] for q in self.live for k in range(self.problems.w.shape[0])]
         if self.full_gram:  # nothing outside the working sets: no KKT checks
-            self._extend_and_solve(l, [(sub, sub.cols[:0]) for sub in subs])
+            self._extend_and_solve(index, [(sub, sub.cols[:0]) for sub in subs])
             beta = torch.as_tensor(np.stack([sub.beta for sub in subs], axis=1), device=self.dev)
             fits = self._matmul(beta.view(self.design.p, len(self.live), -1).transpose(1, 2))
             return self._residuals(fits), False
         everything = np.arange(self.design.p)
-        new = dict((id(sub), cols) for sub, cols in self._violators(l, subs, self.grad, everything))
+        new = dict(
+            (id(sub), cols) for sub, cols in self._violators(index, subs, self.grad, everything)
+        )
         additions = [(sub, new.get(id(sub), everything[:0])) for sub in subs]  # every problem, once
-        threshold = 2 * self.lambdas[self.live, l] - self.lambdas[self.live, self.graded]
+        threshold = 2 * self.lambdas[self.live, index] - self.lambdas[self.live, self.graded]
         candidates = np.flatnonzero((np.abs(self.grad) >= threshold).any((1, 2)))
         missed = False
         while True:
-            self._extend_and_solve(l, additions)
+            self._extend_and_solve(index, additions)
             if self._gram_bytes() > self.memory:
                 self._go_dense()
-                return self._solve_dense(l), False
+                return self._solve_dense(index), False
             resid = self._residuals(self._fits())
             r = self.problems.w.T[:, :, None] * resid
             if full:
                 self.grad = (-self._rmatmul(r) / self.size).cpu().numpy()
-                self.graded = l
-                additions = self._violators(l, subs, self.grad, everything)
+                self.graded = index
+                additions = self._violators(index, subs, self.grad, everything)
                 missed |= bool(additions)
             else:
                 xt = self.columns.get(candidates)
                 grad = (xt @ r.reshape(r.shape[0], -1).to(xt.dtype)).double()
                 grad = (-grad.view(len(candidates), *r.shape[1:]) / self.size).cpu().numpy()
-                additions = self._violators(l, subs, grad, candidates)
+                additions = self._violators(index, subs, grad, candidates)
             if not additions:
                 if full:
-                    self._prune(l, subs)
+                    self._prune(index, subs)
                 return resid, missed
 
-    def _prune(self, l: int, subs: list) -> None:
+    def _prune(self, index: int, subs: list) -> None:
         """Drop from each working set the zero coefficients whose gradient is below half of lambda
         (far from entering): the sets follow the active sets down the path instead of growing."""
         for sub in subs:
             g = self.grad[sub.cols, sub.k, int(np.searchsorted(self.live, sub.q))]
-            keep = (sub.beta != 0) | (np.abs(g) >= PRUNE * self.lambdas[sub.q, l])
+            keep = (sub.beta != 0) | (np.abs(g) >= PRUNE * self.lambdas[sub.q, index])
             if not keep.all():
                 sub.keep(keep)
 
     # ----- dense mode: every column, FISTA with products with X -----
     def _go_dense(self) -> None:
         k1 = self.problems.w.shape[0]
-        beta = torch.zeros((self.design.p, k1, len(self.live)), dtype=torch.float64, device=self.dev)
+        beta = torch.zeros(
+            (self.design.p, k1, len(self.live)), dtype=torch.float64, device=self.dev
+        )
         for j, q in enumerate(self.live):
             for k in range(k1):
                 sub = self.subs[k, q]
-                beta[torch.as_tensor(sub.cols, device=self.dev), k, j] = torch.as_tensor(sub.beta, device=self.dev)
+                beta[torch.as_tensor(sub.cols, device=self.dev), k, j] = torch.as_tensor(
+                    sub.beta, device=self.dev
+                )
         self.beta_dense, self.subs, self.columns = beta, None, None
 
     def _matmul(self, beta: torch.Tensor) -> torch.Tensor:
@@ -326,11 +349,15 @@ class _Path:
         z = self._matmul(beta)
         return self._rmatmul(self.problems.w.T[:, :, None] * self.problems.resid(z))
 
-    def _solve_dense(self, l: int) -> torch.Tensor:
-        lam = torch.as_tensor(self.lambdas[self.live, l], device=self.dev)[None, None, :]
+    def _solve_dense(self, index: int) -> torch.Tensor:
+        lam = torch.as_tensor(self.lambdas[self.live, index], device=self.dev)[None, None, :]
         c = self.c[..., self.live]
-        if self.step is None:  # 1 / L, L = 1.2 x the top eigenvalue of H_k / |T_k| (power iteration)
-            v = torch.rand((self.design.p, c.shape[1], 1), generator=torch.Generator().manual_seed(0))
+        if (
+            self.step is None
+        ):  # 1 / L, L = 1.2 x the top eigenvalue of H_k / |T_k| (power iteration)
+            v = torch.rand(
+                (self.design.p, c.shape[1], 1), generator=torch.Generator().manual_seed(0)
+            )
             v = v.to(self.dev, torch.float64)
             for _ in range(30):
                 v = v / v.norm(dim=0, keepdim=True)
@@ -371,7 +398,9 @@ class _Path:
     def stop(self, going: np.ndarray) -> None:
         """Keep only the responses still `going` (bool over the live ones)."""
         if self.beta_dense is not None:
-            self.beta_dense = self.beta_dense[..., torch.as_tensor(np.flatnonzero(going), device=self.dev)]
+            self.beta_dense = self.beta_dense[
+                ..., torch.as_tensor(np.flatnonzero(going), device=self.dev)
+            ]
         self.grad = self.grad[..., going]
         self.live = self.live[going]
 
@@ -392,7 +421,10 @@ def lasso_cv_path(
     if rule not in RULES:
         raise ValueError(f"cv_rule must be one of {RULES}, got {rule!r}")
     threads = torch.get_num_threads()
-    with _threads(1), threadpool_limits(1, user_api="blas"):  # many small products: threads would only synchronise
+    with (
+        _threads(1),
+        threadpool_limits(1, user_api="blas"),
+    ):  # many small products: threads would only synchronise
         return _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, threads)
 
 
@@ -411,23 +443,23 @@ def _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, thre
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_lambdas, desc="lasso path", leave=False)
-    l, block_start = 0, 0
-    while l < n_lambdas:
-        block_end = (l + 1) % BLOCK == 0 or l + 1 == n_lambdas
-        resid, missed = path.solve(l, full=block_end or l == 0)
-        if missed and l > block_start:  # the strong rule missed a column: solve the block again
-            l = block_start
+    index, block_start = 0, 0
+    while index < n_lambdas:
+        block_end = (index + 1) % BLOCK == 0 or index + 1 == n_lambdas
+        resid, missed = path.solve(index, full=block_end or index == 0)
+        if missed and index > block_start:  # the strong rule missed a column: solve the block again
+            index = block_start
             continue
-        errors[path.live, :, l] = (resid[held_out] ** 2).T.cpu().numpy()
-        history[l] = path.full_fit()
-        reached[path.live] = l + 1
+        errors[path.live, :, index] = (resid[held_out] ** 2).T.cpu().numpy()
+        history[index] = path.full_fit()
+        reached[path.live] = index + 1
         if bar is not None:
-            bar.n = l + 1
+            bar.n = index + 1
             bar.refresh()
-        l += 1
+        index += 1
         if block_end:
-            block_start = l
-            going = l - 1 - np.argmin(errors[path.live, :, :l].mean(1), axis=1) < PATIENCE
+            block_start = index
+            going = index - 1 - np.argmin(errors[path.live, :, :index].mean(1), axis=1) < PATIENCE
             if not going.any():
                 break
             if not going.all():

@@ -28,7 +28,9 @@ class MaskDesign:
         block_mb: float = 64,
         cache_mb: float = 128,
     ) -> None:
-        self.parts = [torch.as_tensor(np.ascontiguousarray(mk, dtype=bool), device=device) for mk in masks]
+        self.parts = [
+            torch.as_tensor(np.ascontiguousarray(mk, dtype=bool), device=device) for mk in masks
+        ]
         self.m = len(a)
         if any(part.shape[0] != self.m for part in self.parts):
             raise ValueError("every mask block needs one row per sample")
@@ -50,8 +52,10 @@ class MaskDesign:
 
     def _gather(self, rows: slice, cols: torch.Tensor) -> torch.Tensor:
         """Bool masks of `rows` at global column ids `cols` (any order)."""
-        out = torch.empty((len(range(*rows.indices(self.m))), len(cols)), dtype=torch.bool, device=self.device)
-        for part, (lo, hi) in enumerate(zip(self.starts[:-1], self.starts[1:])):
+        out = torch.empty(
+            (len(range(*rows.indices(self.m))), len(cols)), dtype=torch.bool, device=self.device
+        )
+        for part, (lo, hi) in enumerate(zip(self.starts[:-1], self.starts[1:], strict=True)):
             inside = (cols >= lo) & (cols < hi)
             if inside.any():
                 out[:, inside] = self.parts[part][rows][:, cols[inside] - int(lo)]
@@ -64,7 +68,7 @@ class MaskDesign:
     def _col_blocks(self):
         """(start, stop) column ranges of full-height blocks, none crossing a part boundary."""
         width = max(1, self.block_bytes // (self.m * self.a.element_size()))
-        for lo, hi in zip(self.starts[:-1], self.starts[1:]):
+        for lo, hi in zip(self.starts[:-1], self.starts[1:], strict=True):
             for start in range(int(lo), int(hi), width):
                 yield start, min(start + width, int(hi))
 
@@ -90,7 +94,9 @@ class MaskDesign:
             return (self.cache @ beta.to(self.dtype)).to(beta.dtype)
         out = torch.zeros((self.m, beta.shape[1]), dtype=beta.dtype, device=self.device)
         for start, stop in self._col_blocks():
-            out += (self.code(self._columns(start, stop)) @ beta[start:stop].to(self.dtype)).to(beta.dtype)
+            out += (self.code(self._columns(start, stop)) @ beta[start:stop].to(self.dtype)).to(
+                beta.dtype
+            )
         return out
 
     def rows(self, rows: slice) -> torch.Tensor:

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from sklearn.metrics import roc_auc_score
 
 from .. import games
@@ -39,7 +38,11 @@ from ..problem import load_problem, make_method
 from ..score import score, selection_precision_recall
 from ..store.records import write_atomic
 
-FULL = {"backdoor": [1000, 5000, 20000, 50000], "mislabel": [1000, 2000, 4000, 8000], "digits": [1000]}
+FULL = {
+    "backdoor": [1000, 5000, 20000, 50000],
+    "mislabel": [1000, 2000, 4000, 8000],
+    "digits": [1000],
+}
 QUICK = {"backdoor": [1000, 2000], "mislabel": [300], "digits": []}
 
 
@@ -138,7 +141,9 @@ def markdown(table: pd.DataFrame) -> str:
     cols += ["sel_precision", "sel_recall", "speedup", "reference_estimate_s", "load_avg"]
     shown = table[[c for c in cols if c in table]].fillna("")
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -157,7 +162,7 @@ def figure(table: pd.DataFrame, path: Path) -> None:
                 continue
             axes[0].plot(part["n"], part["estimate_s"], "o-", label=regime)
             axes[1].plot(part["n"], part["peak_rss_gb"], "o-", label=regime)
-        for ax, label in zip(axes, ["estimator seconds", "peak RSS (GB)"]):
+        for ax, label in zip(axes, ["estimator seconds", "peak RSS (GB)"], strict=True):
             ax.set(xscale="log", yscale="log", xlabel="n (players)", ylabel=label)
         axes[0].legend()
         fig.tight_layout()
@@ -170,7 +175,12 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--one", nargs=2, metavar=("REGIME", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--k", type=int, default=None, help="poisons of the backdoor game (50)")
-    parser.add_argument("--queries", type=int, default=None, help="queries of the backdoor game (20)")
+    parser.add_argument(
+        "--queries", type=int, default=None, help="queries of the backdoor game (20)"
+    )
+    parser.add_argument(
+        "--only", nargs="+", metavar="REGIME:N", help="these configurations, in this order"
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
     parser.add_argument("--out", type=Path, default=Path("results/perf"))
     args = parser.parse_args(argv)
@@ -185,20 +195,25 @@ def main(argv=None) -> None:
         print(json.dumps(runs[regime]()))
         return
     sizes = QUICK if args.quick else FULL
+    configs = [(regime, n) for regime, ns in sizes.items() for n in ns]
+    if args.only:
+        configs = [(item.split(":")[0], int(item.split(":")[1])) for item in args.only]
     rows = []
-    for regime, ns in sizes.items():
-        for n in ns:
-            load = os.getloadavg()[0]
-            row = run_one(regime, n, k, queries, args.timeout)
-            row["load_avg"] = f"{load:.1f}-{os.getloadavg()[0]:.1f}"
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-    table = pd.DataFrame(rows)
-    table["machine"] = f"{cpu_model()}, {os.cpu_count()} cores ({platform.machine()})"
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / "ame_scale.csv", table.to_csv(index=False).encode())
-    write_atomic(args.out / "ame_scale.md", markdown(table).encode())
-    if "estimate_s" in table:
-        figure(table, args.out / "ame_scale.png")
-    print(markdown(table))
+    for regime, n in configs:  # the files are rewritten after every configuration
+        load = os.getloadavg()[0]
+        row = run_one(regime, n, k, queries, args.timeout)
+        row["load_avg"] = f"{load:.1f}-{os.getloadavg()[0]:.1f}"
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        write_results(pd.DataFrame(rows), args.out)
+    print(markdown(pd.DataFrame(rows)))
     print(f"wrote {args.out}/ame_scale.csv, .md, .png")
+
+
+def write_results(table: pd.DataFrame, out: Path) -> None:
+    table["machine"] = f"{cpu_model()}, {os.cpu_count()} cores ({platform.machine()})"
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "ame_scale.csv", table.to_csv(index=False).encode())
+    write_atomic(out / "ame_scale.md", markdown(table).encode())
+    if "estimate_s" in table:
+        figure(table, out / "ame_scale.png")

@@ -87,3 +87,21 @@ def test_anchors_run_both_libraries_side_by_side(tmp_path):
     assert "OpenDataVal 1.3" in (tmp_path / "anchors.md").read_text()
     with pytest.raises(SystemExit):
         main(["anchors", "--odv-python", sys.executable, "--anchors", str(tmp_path / "none")])
+
+
+@pytest.mark.slow
+def test_ame_scale_quick_mode_writes_its_table_and_figure(tmp_path, capsys):
+    """Each configuration in its own process: rows with time, memory and selection quality."""
+    main(["ame-scale", "--quick", "--out", str(tmp_path)])
+    table = list(csv.DictReader((tmp_path / "ame_scale.csv").open()))
+    assert [(row["regime"], row["n"]) for row in table] == [
+        ("backdoor", "1000"),
+        ("backdoor", "2000"),
+        ("mislabel", "300"),
+    ]
+    assert all(not row.get("error") for row in table), table
+    backdoor = table[0]
+    assert float(backdoor["sel_recall"]) >= 0.8 and float(backdoor["sel_precision"]) >= 0.8
+    assert float(backdoor["peak_rss_gb"]) > 0 and float(backdoor["estimate_s"]) > 0
+    assert (tmp_path / "ame_scale.png").stat().st_size > 0
+    assert "| regime | n |" in (tmp_path / "ame_scale.md").read_text()
