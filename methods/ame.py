@@ -219,14 +219,10 @@ def _regress(design, p, masks, fakes, y, seed, cv_folds, cv_rule, solver, progre
         a, b = design.coding(p)
         x = np.hstack([np.where(part, a[:, None], b[:, None]) for part in parts])
         return lasso_cv(x, y, design.basis(p), folds, cv_rule), (x[:, :n] ** 2).sum(0), "cpu"
-    x = MaskDesign(parts, *design.coding(p), **_placement(len(masks), x_width(parts)))
+    width = sum(part.shape[1] for part in parts)
+    x = MaskDesign(parts, *design.coding(p), **_placement(len(masks), width))
     fit = lasso_cv_path(x, y, design.basis(p), folds, cv_rule, progress=progress)
     return fit, x.squared_norms()[:n].cpu().numpy(), str(x.device)
-
-
-def x_width(parts) -> int:
-    """Columns of the design: the points and their knockoffs."""
-    return sum(part.shape[1] for part in parts)
 
 
 def _placement(m: int, n_columns: int) -> dict:
