@@ -162,19 +162,12 @@ def fit_ame(
     `select` ('helpful' | 'harmful') is the side the knockoff selection keeps."""
     check_settings(cv_folds, cv_rule, knockoffs, fdr, select, method, solver)
     n = check_players(game, 1, method)
-    minimum = MIN_SAMPLES_PER_FOLD * cv_folds
-    m = check_budget(budget, minimum, method)
+    m = check_budget(budget, MIN_SAMPLES_PER_FOLD * cv_folds, method)
     with Stopwatch() as t:
         p, masks = draw_samples(design, seed, m, n)
         fakes = None if knockoffs == "none" else bernoulli_masks(rng_for(seed, 2), p, n)
         if isinstance(game, TrainableGame) and not game.train:  # answers stored evaluations only
-            keep = game.stored(masks)
-            if keep.sum() < minimum:
-                raise ValueError(
-                    f"{method}: only {keep.sum()} of its {m} samples have stored evaluations; "
-                    f"it needs at least {minimum} ({MIN_SAMPLES_PER_FOLD} per fold, {cv_folds} folds)"
-                )
-            p, masks, fakes = p[keep], masks[keep], None if fakes is None else fakes[keep]
+            p, masks, fakes = _stored_only(game, p, masks, fakes, cv_folds, method)
             m = len(masks)
         raw = evaluate(game, masks)
         with Stopwatch() as t_fit:
@@ -206,6 +199,18 @@ def fit_ame(
             "seconds_estimate": t_fit.seconds,
         },
     )
+
+
+def _stored_only(game, p, masks, fakes, cv_folds: int, method: str):
+    """The samples whose evaluations the store holds, or an error when too few for the folds."""
+    keep = game.stored(masks)
+    minimum = MIN_SAMPLES_PER_FOLD * cv_folds
+    if keep.sum() < minimum:
+        raise ValueError(
+            f"{method}: only {keep.sum()} of its {len(masks)} samples have stored evaluations; "
+            f"it needs at least {minimum} ({MIN_SAMPLES_PER_FOLD} per fold, {cv_folds} folds)"
+        )
+    return p[keep], masks[keep], None if fakes is None else fakes[keep]
 
 
 def _regress(design, p, masks, fakes, y, seed, cv_folds, cv_rule, solver, progress):
