@@ -18,8 +18,8 @@ H_T the projection on the unpenalised basis B fitted on T (Frisch-Waugh-Lovell).
   solved on W by scikit-learn's coordinate descent on the Gram (the reference's own solver), and the
   KKT conditions of every column are checked with the full product; violators join W and the problem
   is solved again. The work per lambda is the active sets' plus one full gradient.
-- When the Grams would outgrow `memory_mb` (dense solutions: many small effects, m >> p), every
-  column joins and each problem is solved by FISTA (Beck & Teboulle 2009, with adaptive restart,
+- When the active sets' Grams alone would outgrow `memory_mb` (dense solutions: many small
+  effects), every column joins and each problem is solved by FISTA (Beck & Teboulle 2009, with adaptive restart,
   O'Donoghue & Candes 2015) whose iterations are two products with X, batched over the problems.
 
 Runs on torch: CUDA when asked, the CPU otherwise; products with the design in its `dtype` (float32
@@ -37,9 +37,7 @@ from .lasso_sets import CD_TOL, Columns, Subproblem
 from .mask_design import MaskDesign
 
 FISTA_MAX_ITER = 5000
-PRUNE = (
-    0.5  # working-set columns at zero with |g| below PRUNE * lambda leave the set at a full check
-)
+PRUNE = 0.5  # at a full check, working-set columns at zero with |g| < PRUNE * lambda leave the set
 FULL_GRAM_COLUMNS = 512  # up to here every column is in every working set (no KKT checks needed)
 
 
@@ -216,6 +214,9 @@ class _Path:
         missed = False
         while True:
             self._extend_and_solve(index, additions)
+            if self._gram_bytes() > self.memory:  # keep only the active columns, if that is enough
+                for sub in subs:
+                    sub.keep(sub.beta != 0)
             if self._gram_bytes() > self.memory:
                 self._go_dense()
                 return self._solve_dense(index), False
@@ -331,7 +332,7 @@ def lasso_cv_path(
     rule: str = "1se",
     n_lambdas: int = 100,
     *,
-    memory_mb: float = 512,
+    memory_mb: float = 1024,
     progress: bool = False,
 ) -> LassoCV:
     """The LASSO of each column of y (m, Q) on `design` with unpenalised `basis` (m, G), lambda by
