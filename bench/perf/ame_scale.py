@@ -164,7 +164,8 @@ def figure(table: pd.DataFrame, path: Path) -> None:
             axes[1].plot(part["n"], part["peak_rss_gb"], "o-", label=regime)
         for ax, label in zip(axes, ["estimator seconds", "peak RSS (GB)"], strict=True):
             ax.set(xscale="log", yscale="log", xlabel="n (players)", ylabel=label)
-        axes[0].legend()
+        if axes[0].lines:
+            axes[0].legend()
         fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)
