@@ -111,14 +111,6 @@ class MaskDesign:
             return self.cache[rows][:, cols]
         return self.code(self._gather(rows, cols), rows)
 
-    def matmul_cols(self, cols: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """X[:, cols] beta for beta (len(cols), R): (m, R) in beta's dtype."""
-        out = torch.empty((self.m, beta.shape[1]), dtype=beta.dtype, device=self.device)
-        coef = beta.to(self.dtype)
-        for rows in self.row_blocks(len(cols)):
-            out[rows] = (self.features(rows, cols) @ coef).to(beta.dtype)
-        return out
-
     def squared_norms(self) -> torch.Tensor:
         """sum_j X_ji^2 per column (p,), float64: M'(a^2 - b^2) + sum(b^2)."""
         diff = (self.a.double() ** 2 - self.b.double() ** 2)[:, None]
