@@ -271,15 +271,6 @@ class _RandomizedExperiment(BaseMethod, ABC):
         return "harmful" if truth is not None and truth.sign < 0 else "helpful"
 
     def value(self, game: Game, *, seed: int, problem: Problem | None = None) -> Valuation:
-        check_settings(
-            self.cv_folds,
-            self.cv_rule,
-            self.knockoffs,
-            self.fdr,
-            self.select,
-            self.name,
-            self.solver,
-        )
         return fit_ame(
             game,
             seed,

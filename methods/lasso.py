@@ -65,10 +65,12 @@ def residualise(basis: np.ndarray, z: np.ndarray, fit: np.ndarray, apply: np.nda
     return z[apply] - basis[apply] @ coef
 
 
-def lambda_grid(x: np.ndarray, y: np.ndarray, n_lambdas: int, min_ratio: float) -> np.ndarray:
-    """(Q, L) decreasing grids from lambda_max = max_i |x_i' y_q| / m to min_ratio * lambda_max."""
-    top = np.abs(x.T @ y).max(0) / len(x)
+def lambda_grid(xy: np.ndarray, m: int, n_lambdas: int) -> np.ndarray:
+    """(Q, L) decreasing grids from lambda_max = max_i |x_i' y_q| / m to min_ratio * lambda_max, from
+    the correlations xy = X'y (p, Q) of m samples; min_ratio 1e-2 when m < p, else 1e-3."""
+    top = np.abs(xy).max(0) / m
     top = np.where(top > 0, top, 1.0)  # a constant response: any grid gives b = 0
+    min_ratio = 1e-2 if m < len(xy) else 1e-3
     return top[:, None] * np.geomspace(1.0, min_ratio, n_lambdas)[None, :]
 
 
@@ -140,7 +142,7 @@ def _lasso_cv(x, y, basis, folds, rule, n_lambdas) -> LassoCV:
     full = Solver(
         residualise(basis, x, everything, everything), residualise(basis, y, everything, everything)
     )
-    lambdas = lambda_grid(full.x, full.y, n_lambdas, 1e-2 if m < x.shape[1] else 1e-3)
+    lambdas = lambda_grid(full.xy, m, n_lambdas)
     held_out = []
     for fold in np.unique(folds):
         train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)

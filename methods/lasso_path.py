@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .lasso import BLOCK, PATIENCE, RULES, LassoCV, choose
+from .lasso import BLOCK, PATIENCE, RULES, LassoCV, choose, lambda_grid
 from .lasso_sets import CD_TOL, Columns, Subproblem
 from .mask_design import MaskDesign
 
@@ -113,14 +113,10 @@ class _Path:
         self.memory = memory_mb * 2**20
         self.size = problems.size[None, :, None]
         self.c = self._rmatmul(problems.w.T[:, :, None] * self.y)  # X~' y~ (p, K + 1, Q)
-        top = self.c[:, 0].abs().amax(0) / len(y)  # lambda_max (methods/lasso.lambda_grid)
-        top = torch.where(top > 0, top, torch.ones_like(top))
-        ratio = 1e-2 if len(y) < design.p else 1e-3
-        grid = torch.as_tensor(np.geomspace(1.0, ratio, n_lambdas), device=self.dev)
-        self.lambdas = (top[:, None] * grid).cpu().numpy()  # (Q, L)
-        self.grad = (-self.c / self.size).cpu().numpy()  # at b = 0, (p, K + 1, Q)
-        self.graded = 0  # the lambda index of the last full gradient
         self.c_np = self.c.cpu().numpy()
+        self.lambdas = lambda_grid(self.c_np[:, 0], len(y), n_lambdas)  # (Q, L), the full fits'
+        self.grad = -self.c_np / self.size.cpu().numpy()  # at b = 0, (p, K + 1, Q)
+        self.graded = 0  # the lambda index of the last full gradient
         y_train = (problems.w.T[:, :, None] * self.y).cpu().numpy()
         self.y_train = [
             [np.ascontiguousarray(y_train[:, k, q]) for q in range(n_queries)] for k in range(k1)
@@ -174,17 +170,24 @@ class _Path:
                 out.append((sub, bad))
         return out
 
-    def _fits(self) -> torch.Tensor:
-        """X b of every live problem (m, K + 1, Q_live) through the cached columns."""
+    def _coefficients(self, n_rows: int, position=None) -> torch.Tensor:
+        """Every live problem's coefficients as one (n_rows, K + 1, Q_live) tensor, column i of the
+        design at row position[i] (default: row i)."""
         k1 = self.problems.w.shape[0]
-        coef = torch.zeros((self.columns.n, k1, len(self.live)), dtype=torch.float64)
+        coef = torch.zeros((n_rows, k1, len(self.live)), dtype=torch.float64)
         for j, q in enumerate(self.live):
             for k in range(k1):
                 sub = self.subs[k, q]
-                coef[self.columns.position[sub.cols], k, j] = torch.as_tensor(sub.beta)
+                rows = sub.cols if position is None else position[sub.cols]
+                coef[rows, k, j] = torch.as_tensor(sub.beta)
+        return coef.to(self.dev)
+
+    def _fits(self) -> torch.Tensor:
+        """X b of every live problem (m, K + 1, Q_live) through the cached columns."""
+        coef = self._coefficients(self.columns.n, self.columns.position)
         xt = self.columns.xt[: self.columns.n]
-        flat = coef.reshape(self.columns.n, -1).to(self.dev, xt.dtype)
-        return (xt.T @ flat).double().view(-1, k1, len(self.live))
+        flat = coef.reshape(self.columns.n, -1).to(xt.dtype)
+        return (xt.T @ flat).double().view(-1, *coef.shape[1:])
 
     def _gram_bytes(self) -> int:
         if self.full_gram:
@@ -201,9 +204,7 @@ class _Path:
         subs = [self.subs[k, q] for q in self.live for k in range(self.problems.w.shape[0])]
         if self.full_gram:  # nothing outside the working sets: no KKT checks
             self._extend_and_solve(index, [(sub, sub.cols[:0]) for sub in subs])
-            beta = torch.as_tensor(np.stack([sub.beta for sub in subs], axis=1), device=self.dev)
-            fits = self._matmul(beta.view(self.design.p, len(self.live), -1).transpose(1, 2))
-            return self._residuals(fits), False
+            return self._residuals(self._matmul(self._coefficients(self.design.p))), False
         everything = np.arange(self.design.p)
         new = dict(
             (id(sub), cols) for sub, cols in self._violators(index, subs, self.grad, everything)
@@ -248,17 +249,8 @@ class _Path:
 
     # ----- dense mode: every column, FISTA with products with X -----
     def _go_dense(self) -> None:
-        k1 = self.problems.w.shape[0]
-        beta = torch.zeros(
-            (self.design.p, k1, len(self.live)), dtype=torch.float64, device=self.dev
-        )
-        for j, q in enumerate(self.live):
-            for k in range(k1):
-                sub = self.subs[k, q]
-                beta[torch.as_tensor(sub.cols, device=self.dev), k, j] = torch.as_tensor(
-                    sub.beta, device=self.dev
-                )
-        self.beta_dense, self.subs, self.columns = beta, None, None
+        self.beta_dense = self._coefficients(self.design.p)
+        self.subs, self.columns = None, None
 
     def _matmul(self, beta: torch.Tensor) -> torch.Tensor:
         with _threads(self.threads):
@@ -271,9 +263,7 @@ class _Path:
     def _solve_dense(self, index: int) -> torch.Tensor:
         lam = torch.as_tensor(self.lambdas[self.live, index], device=self.dev)[None, None, :]
         c = self.c[..., self.live]
-        if (
-            self.step is None
-        ):  # 1 / L, L = 1.2 x the top eigenvalue of H_k / |T_k| (power iteration)
+        if self.step is None:  # 1 / L, L = 1.2 x the top eigenvalue of H_k / |T_k|, by power steps
             v = torch.rand(
                 (self.design.p, c.shape[1], 1), generator=torch.Generator().manual_seed(0)
             )
