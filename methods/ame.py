@@ -170,9 +170,11 @@ def fit_ame(
             p, masks, fakes = _stored_only(game, p, masks, fakes, cv_folds, method)
             m = len(masks)
         raw = evaluate(game, masks)
+        parts = [masks] if fakes is None else [masks, fakes]
+        del masks, fakes  # the design keeps its own copy of the bits: n = 50,000 needs the room
         with Stopwatch() as t_fit:
             fit, col_sq, device = _regress(
-                design, p, masks, fakes, as_columns(raw), seed, cv_folds, cv_rule, solver,
+                design, p, parts, as_columns(raw), seed, cv_folds, cv_rule, solver,
                 getattr(game, "progress", False),
             )  # fmt: skip
             values = design.scale * fit.coef[:, :n]
@@ -213,19 +215,20 @@ def _stored_only(game, p, masks, fakes, cv_folds: int, method: str):
     return p[keep], masks[keep], None if fakes is None else fakes[keep]
 
 
-def _regress(design, p, masks, fakes, y, seed, cv_folds, cv_rule, solver, progress):
-    """The LASSO-CV fit of y on the design's features of the masks (and knockoffs): by the batched
-    path on the implicit design (solver 'path'), or by scikit-learn on the dense design ('reference',
-    for small problems and comparisons). Returns the fit, sum_j X_ji^2 of the real points, the device."""
-    folds = rng_for(seed, 3).permutation(len(masks)) % cv_folds
-    n = masks.shape[1]
-    parts = [masks] if fakes is None else [masks, fakes]
+def _regress(design, p, parts, y, seed, cv_folds, cv_rule, solver, progress):
+    """The LASSO-CV fit of y on the design's features of the masks `parts` ([masks] or [masks,
+    knockoff masks]; emptied once the design holds them): by the batched path on the implicit
+    design (solver 'path'), or by scikit-learn on the dense design ('reference', for small problems
+    and comparisons). Returns the fit, sum_j X_ji^2 of the real points, the device."""
+    m, n = parts[0].shape
+    folds = rng_for(seed, 3).permutation(m) % cv_folds
     if solver == "reference":
         a, b = design.coding(p)
         x = np.hstack([np.where(part, a[:, None], b[:, None]) for part in parts])
         return lasso_cv(x, y, design.basis(p), folds, cv_rule), (x[:, :n] ** 2).sum(0), "cpu"
     width = sum(part.shape[1] for part in parts)
-    x = MaskDesign(parts, *design.coding(p), **_placement(len(masks), width))
+    x = MaskDesign(parts, *design.coding(p), **_placement(m, width))
+    parts.clear()
     fit = lasso_cv_path(x, y, design.basis(p), folds, cv_rule, progress=progress)
     return fit, x.squared_norms()[:n].cpu().numpy(), str(x.device)
 

@@ -33,12 +33,11 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .lasso import BLOCK, PATIENCE, RULES, LassoCV, choose, lambda_grid
-from .lasso_sets import CD_TOL, Columns, Subproblem
+from .lasso_sets import CD_TOL, DesignGrams, FullGrams, WorkingSet
 from .mask_design import MaskDesign
 
 FISTA_MAX_ITER = 5000
 PRUNE = 0.5  # at a full check, working-set columns at zero with |g| < PRUNE * lambda leave the set
-FULL_GRAM_COLUMNS = 512  # up to here every column is in every working set (no KKT checks needed)
 
 
 class _Problems:
@@ -61,27 +60,6 @@ class _Problems:
         """(I - H_Tk) v_k for v (m, K + 1, Q): the basis fit on training rows, applied to all rows."""
         coef = self.gram_pinv @ torch.einsum("mg,km,mkq->kgq", self.basis, self.w, v)
         return v - torch.einsum("mg,kgq->mkq", self.basis, coef)
-
-
-def _problem_grams(design: MaskDesign, problems: _Problems) -> np.ndarray:
-    """Residualised Grams H_k = X~' X~ over the training rows of every problem (K + 1, p, p): the
-    folds' Grams in one pass over the rows (m p^2 products), each problem's the sum of the others."""
-    n_folds, p = len(problems.fold_ids), design.p
-    grams = torch.zeros((n_folds + 1, p, p), dtype=torch.float64, device=design.device)
-    cross = torch.zeros(
-        (n_folds + 1, p, problems.basis.shape[1]), dtype=torch.float64, device=design.device
-    )
-    for rows in design.row_blocks(p):
-        x, fold, basis = design.rows(rows), problems.fold[rows], problems.basis[rows]
-        for f in range(n_folds):
-            xf = x[fold == f]
-            grams[f + 1] += (xf.T @ xf).double()
-            cross[f + 1] += xf.double().T @ basis[fold == f]
-    for part in (grams, cross):  # problem 0: all folds; problem k: all but fold k
-        part[0] = part[1:].sum(0)
-        part[1:] = part[0] - part[1:]
-    grams -= cross @ problems.gram_pinv @ cross.transpose(1, 2)
-    return grams.cpu().numpy()
 
 
 class _threads:
@@ -111,146 +89,170 @@ class _Path:
         k1, n_queries = problems.w.shape[0], y.shape[1]
         self.y = problems.resid(y[:, None, :].expand(-1, k1, -1).contiguous())  # (m, K + 1, Q)
         self.memory = memory_mb * 2**20
-        self.size = problems.size[None, :, None]
+        self.size = problems.size.cpu().numpy()  # |T_k|
         self.c = self._rmatmul(problems.w.T[:, :, None] * self.y)  # X~' y~ (p, K + 1, Q)
         self.c_np = self.c.cpu().numpy()
         self.lambdas = lambda_grid(self.c_np[:, 0], len(y), n_lambdas)  # (Q, L), the full fits'
-        self.grad = -self.c_np / self.size.cpu().numpy()  # at b = 0, (p, K + 1, Q)
-        self.graded = 0  # the lambda index of the last full gradient
+        self.grad = self.c_np.copy()  # X~' r at b = 0, (p, K + 1, Q_live)
+        self.alpha_last = None  # lambda |T_k| of the last solve (K + 1, Q_live)
         y_train = (problems.w.T[:, :, None] * self.y).cpu().numpy()
         self.y_train = [
             [np.ascontiguousarray(y_train[:, k, q]) for q in range(n_queries)] for k in range(k1)
         ]
-        self.columns = Columns(design)
         g = problems.basis.shape[1]
-        self.subs = {(k, q): Subproblem(k, q, g) for k in range(k1) for q in range(n_queries)}
+        self.sets = [[WorkingSet(k, q, g) for q in range(n_queries)] for k in range(k1)]
+        self.inside = np.zeros((design.p, k1, n_queries), dtype=bool)  # column in working set
         self.live = np.arange(n_queries)
-        self.full_gram = (design.m >= design.p or design.p <= FULL_GRAM_COLUMNS) and (
-            8 * k1 * design.p**2 <= self.memory
-        )
-        if self.full_gram:  # every column in every working set, the Grams from the fold Grams
-            grams = _problem_grams(design, problems)
-            everything = np.arange(design.p)
-            for (k, q), sub in self.subs.items():
-                sub.cols, sub.h, sub.c = everything, grams[k], self.c_np[:, k, q].copy()
-                sub.beta = np.zeros(design.p)
-        self.beta_dense = None  # (p, K + 1, Q) once every column is in (dense mode)
+        self.full_gram = FullGrams.bytes_needed(design.p, k1) <= self.memory
+        if self.full_gram:
+            with _threads(threads):
+                self.grams = FullGrams(design, problems, self.c_np)
+        else:
+            self.grams = DesignGrams(design, problems, self.c_np)
+        self.beta_dense = None  # (p, K + 1, Q_live) once every column is in (dense mode)
         self.step = None
 
     def _rmatmul(self, r: torch.Tensor) -> torch.Tensor:
         with _threads(self.threads):
             return self.design.rmatmul(r.reshape(r.shape[0], -1)).view(self.design.p, *r.shape[1:])
 
-    def _residuals(self, z: torch.Tensor) -> torch.Tensor:
-        """(I - H)(y - X b) for the fits z (m, K + 1, Q_live)."""
-        return self.problems.resid(self.y[..., self.live] - z)
+    def _gradient(self, train: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """X~' r of every live problem from its training residuals (m, K + 1, Q_live): one bounded
+        product with the design (MaskDesign.rmatmul_bounded), (p, K + 1, Q_live), and the bound
+        on each problem's error (K + 1, Q_live)."""
+        with _threads(self.threads):
+            grad, bound = self.design.rmatmul_bounded(train.reshape(train.shape[0], -1))
+        shape = train.shape[1:]
+        return grad.view(-1, *shape).cpu().numpy(), bound.view(shape).cpu().numpy()
 
-    # ----- Gram mode: per-problem working sets -----
-    def _extend_and_solve(self, index: int, additions: list) -> None:
-        """Add the new columns of each (subproblem, columns) pair, then solve it at that lambda."""
-        for sub, new in additions:
-            new = new[~np.isin(new, sub.cols)]
-            if len(new):
-                sub.extend(new, self.columns, self.problems, self.c_np[:, sub.k, sub.q])
-            sub.solve(
-                self.lambdas[sub.q, index],
-                float(self.problems.size[sub.k]),
-                self.y_train[sub.k][sub.q],
-            )
+    def _live_sets(self) -> list:
+        return [self.sets[k][q] for k in range(len(self.sets)) for q in self.live]
 
-    def _violators(self, index: int, subs: list, grad: np.ndarray, cols: np.ndarray) -> list:
-        """(subproblem, columns) pairs: the columns `cols` (rows of grad (len(cols), K + 1, Q_live))
-        outside a problem's working set whose gradient exceeds its lambda."""
-        out = []
-        for sub in subs:
-            j = int(np.searchsorted(self.live, sub.q))
-            bad = cols[np.abs(grad[:, sub.k, j]) > self.lambdas[sub.q, index] * (1 + 1e-9)]
-            bad = bad[~np.isin(bad, sub.cols)]
-            if len(bad):
-                out.append((sub, bad))
-        return out
-
-    def _coefficients(self, n_rows: int, position=None) -> torch.Tensor:
-        """Every live problem's coefficients as one (n_rows, K + 1, Q_live) tensor, column i of the
-        design at row position[i] (default: row i)."""
-        k1 = self.problems.w.shape[0]
-        coef = torch.zeros((n_rows, k1, len(self.live)), dtype=torch.float64)
-        for j, q in enumerate(self.live):
-            for k in range(k1):
-                sub = self.subs[k, q]
-                rows = sub.cols if position is None else position[sub.cols]
-                coef[rows, k, j] = torch.as_tensor(sub.beta)
-        return coef.to(self.dev)
+    def _stack(self) -> tuple[np.ndarray, np.ndarray]:
+        """The union U of the live problems' nonzero coefficients and their values (|U|, K + 1,
+        Q_live)."""
+        where = [(ws, ws.beta != 0) for ws in self._live_sets()]
+        cols = np.unique(np.concatenate([ws.cols[nz] for ws, nz in where]))
+        coef = np.zeros((len(cols), len(self.sets), len(self.live)))
+        for ws, nz in where:
+            j = int(np.searchsorted(self.live, ws.q))
+            coef[np.searchsorted(cols, ws.cols[nz]), ws.k, j] = ws.beta[nz]
+        return cols, coef
 
     def _fits(self) -> torch.Tensor:
-        """X b of every live problem (m, K + 1, Q_live) through the cached columns."""
-        coef = self._coefficients(self.columns.n, self.columns.position)
-        xt = self.columns.xt[: self.columns.n]
-        flat = coef.reshape(self.columns.n, -1).to(xt.dtype)
-        return (xt.T @ flat).double().view(-1, *coef.shape[1:])
+        """X b of every live problem (m, K + 1, Q_live): one product over the union of their
+        nonzero coefficients while it is small, else one per problem over its own (the unions of
+        many problems' noise columns can be far larger than any of them)."""
+        sets = self._live_sets()
+        n_nonzero = sum(int(np.count_nonzero(ws.beta)) for ws in sets)
+        n_union = len(np.unique(np.concatenate([ws.cols[ws.beta != 0] for ws in sets])))
+        shape = (self.design.m, len(self.sets), len(self.live))
+        if n_union == 0:
+            return torch.zeros(shape, dtype=torch.float64, device=self.dev)
+        with _threads(self.threads):
+            if n_union * len(sets) <= 8 * n_nonzero:
+                cols, coef = self._stack()
+                x = self.design.features(cols)
+                flat = torch.as_tensor(coef.reshape(len(cols), -1), device=self.dev)
+                return (x.T @ flat.to(x.dtype)).double().view(shape)
+            fits = torch.zeros(shape, dtype=torch.float64, device=self.dev)
+            for ws in sets:
+                nz = ws.beta != 0
+                if nz.any():
+                    x = self.design.features(ws.cols[nz])
+                    beta = torch.as_tensor(ws.beta[nz], device=self.dev).to(x.dtype)
+                    fits[:, ws.k, int(np.searchsorted(self.live, ws.q))] = (x.T @ beta).double()
+            return fits
+
+    def _alpha(self, index: int) -> np.ndarray:
+        """lambda |T_k| of every live problem (K + 1, Q_live): coordinate descent's penalty."""
+        return self.size[:, None] * self.lambdas[self.live, index][None, :]
+
+    # ----- working sets -----
+    def _extend(self, add: np.ndarray) -> set:
+        """Add to each live problem the columns marked in `add` (p, K + 1, Q_live); returns the
+        problems (k, q) whose sets grew."""
+        k, j, cols = np.nonzero(add.transpose(1, 2, 0))  # grouped by problem, columns sorted
+        if not len(cols):
+            return set()
+        cuts = np.flatnonzero(np.diff(k * len(self.live) + j)) + 1
+        grown = set()
+        for kk, jj, new in zip(k[np.r_[0, cuts]], j[np.r_[0, cuts]], np.split(cols, cuts)):
+            q = int(self.live[jj])
+            self.grams.extend(self.sets[kk][q], new)
+            self.inside[new, kk, q] = True
+            grown.add((int(kk), q))
+        return grown
+
+    def _keep(self, ws: WorkingSet, keep: np.ndarray) -> None:
+        if not keep.all():
+            self.inside[ws.cols[~keep], ws.k, ws.q] = False
+            ws.keep(keep)
 
     def _gram_bytes(self) -> int:
-        if self.full_gram:
-            return 0
-        return sum(8 * len(s.cols) ** 2 for s in self.subs.values())
+        return 0 if self.full_gram else sum(ws.h.nbytes for ws in self._live_sets())
 
-    def solve(self, index: int, full: bool) -> tuple[torch.Tensor, bool]:
-        """Solve every live problem at lambda `index`: (residuals (m, K + 1, Q_live), whether a full
-        KKT check found violators). With `full`, the KKT conditions of every column are checked and
-        the gradient refreshed; otherwise only those of the candidates of the sequential strong rule
-        from the last full gradient, |g_i| >= 2 lambda_l - lambda_last (Tibshirani et al. 2012)."""
+    def _violators(self, grad, bound, alpha, train_resid) -> np.ndarray:
+        """Columns outside each working set whose |X~' r| exceeds lambda |T_k| (p, K + 1, Q_live).
+        Columns whose bounded gradient is within its error bound of the threshold get it exact."""
+        outside = ~self.inside[:, :, self.live]
+        limit = alpha * (1 + 1e-9)
+        if bound.any():
+            near = np.flatnonzero(((np.abs(grad) > limit - bound) & outside).any((1, 2)))
+            if len(near):
+                x = self.design.features(near).double()
+                exact = x @ train_resid.reshape(train_resid.shape[0], -1)
+                grad[near] = exact.view(len(near), *grad.shape[1:]).cpu().numpy()
+        return (np.abs(grad) > limit) & outside
+
+    def solve(self, index: int) -> torch.Tensor:
+        """Solve every live problem at lambda `index`; returns the residuals (m, K + 1, Q_live).
+        Columns enter by the sequential strong rule, |g_i| >= 2 alpha_l - alpha_{l-1} with the
+        gradient at the last solution (Tibshirani et al. 2012), and by the KKT checks of every
+        column after each solve; only the problems whose sets grew are solved again."""
         if self.beta_dense is not None:
-            return self._solve_dense(index), False
-        subs = [self.subs[k, q] for q in self.live for k in range(self.problems.w.shape[0])]
-        if self.full_gram:  # nothing outside the working sets: no KKT checks
-            self._extend_and_solve(index, [(sub, sub.cols[:0]) for sub in subs])
-            return self._residuals(self._matmul(self._coefficients(self.design.p))), False
-        everything = np.arange(self.design.p)
-        new = dict(
-            (id(sub), cols) for sub, cols in self._violators(index, subs, self.grad, everything)
-        )
-        additions = [(sub, new.get(id(sub), everything[:0])) for sub in subs]  # every problem, once
-        threshold = 2 * self.lambdas[self.live, index] - self.lambdas[self.live, self.graded]
-        candidates = np.flatnonzero((np.abs(self.grad) >= threshold).any((1, 2)))
-        missed = False
+            return self._solve_dense(index)
+        alpha = self._alpha(index)
+        last = alpha if self.alpha_last is None else self.alpha_last
+        add = (np.abs(self.grad) >= 2 * alpha - last) & ~self.inside[:, :, self.live]
+        dirty = {(ws.k, ws.q) for ws in self._live_sets()}
         while True:
-            self._extend_and_solve(index, additions)
+            dirty |= self._extend(add)
+            for k, q in sorted(dirty):
+                j = int(np.searchsorted(self.live, q))
+                self.sets[k][q].solve(alpha[k, j], self.y_train[k][q])
             if self._gram_bytes() > self.memory:  # keep only the active columns, if that is enough
-                for sub in subs:
-                    sub.keep(sub.beta != 0)
+                for ws in self._live_sets():
+                    self._keep(ws, ws.beta != 0)
             if self._gram_bytes() > self.memory:
                 self._go_dense()
-                return self._solve_dense(index), False
-            resid = self._residuals(self._fits())
-            r = self.problems.w.T[:, :, None] * resid
-            if full:
-                self.grad = (-self._rmatmul(r) / self.size).cpu().numpy()
-                self.graded = index
-                additions = self._violators(index, subs, self.grad, everything)
-                missed |= bool(additions)
-            else:
-                xt = self.columns.get(candidates)
-                grad = (xt @ r.reshape(r.shape[0], -1).to(xt.dtype)).double()
-                grad = (-grad.view(len(candidates), *r.shape[1:]) / self.size).cpu().numpy()
-                additions = self._violators(index, subs, grad, candidates)
-            if not additions:
-                if full:
-                    self._prune(index, subs)
-                return resid, missed
+                return self._solve_dense(index)
+            resid = self.problems.resid(self.y[..., self.live] - self._fits())
+            train = self.problems.w.T[:, :, None] * resid
+            grad, bound = self._gradient(train)
+            add = self._violators(grad, bound, alpha, train)
+            if not add.any():
+                break
+            dirty = set()
+        self.grad, self.alpha_last = grad, alpha
+        self._prune(alpha)
+        return resid
 
-    def _prune(self, index: int, subs: list) -> None:
-        """Drop from each working set the zero coefficients whose gradient is below half of lambda
+    def _prune(self, alpha: np.ndarray) -> None:
+        """Drop from each working set the zero coefficients whose gradient is below PRUNE x lambda
         (far from entering): the sets follow the active sets down the path instead of growing."""
-        for sub in subs:
-            g = self.grad[sub.cols, sub.k, int(np.searchsorted(self.live, sub.q))]
-            keep = (sub.beta != 0) | (np.abs(g) >= PRUNE * self.lambdas[sub.q, index])
-            if not keep.all():
-                sub.keep(keep)
+        for ws in self._live_sets():
+            j = int(np.searchsorted(self.live, ws.q))
+            g = self.grad[ws.cols, ws.k, j]
+            self._keep(ws, (ws.beta != 0) | (np.abs(g) >= PRUNE * alpha[ws.k, j]))
 
     # ----- dense mode: every column, FISTA with products with X -----
     def _go_dense(self) -> None:
-        self.beta_dense = self._coefficients(self.design.p)
-        self.subs, self.columns = None, None
+        cols, coef = self._stack()
+        beta = torch.zeros((self.design.p, *coef.shape[1:]), dtype=torch.float64)
+        beta[torch.as_tensor(cols)] = torch.as_tensor(coef)
+        self.beta_dense = beta.to(self.dev)
+        self.sets, self.grams = None, None
 
     def _matmul(self, beta: torch.Tensor) -> torch.Tensor:
         with _threads(self.threads):
@@ -261,6 +263,7 @@ class _Path:
         return self._rmatmul(self.problems.w.T[:, :, None] * self.problems.resid(z))
 
     def _solve_dense(self, index: int) -> torch.Tensor:
+        size = self.problems.size[None, :, None]
         lam = torch.as_tensor(self.lambdas[self.live, index], device=self.dev)[None, None, :]
         c = self.c[..., self.live]
         if self.step is None:  # 1 / L, L = 1.2 x the top eigenvalue of H_k / |T_k|, by power steps
@@ -278,7 +281,7 @@ class _Path:
         x = v = self.beta_dense
         t = torch.ones(x.shape[1:], dtype=torch.float64, device=self.dev)
         for _ in range(FISTA_MAX_ITER):
-            x_new = _soft(v - self.step * (self._hessian(v) - c) / self.size, self.step * lam)
+            x_new = _soft(v - self.step * (self._hessian(v) - c) / size, self.step * lam)
             if bool((((v - x_new) / self.step).abs().amax(0) <= tol).all()):
                 break
             restart = ((v - x_new) * (x_new - x)).sum(0) > 0
@@ -288,7 +291,7 @@ class _Path:
             v = x_new + momentum * (x_new - x)
             x = x_new
         self.beta_dense = x_new
-        return self._residuals(self._matmul(x_new))
+        return self.problems.resid(self.y[..., self.live] - self._matmul(x_new))
 
     def full_fit(self) -> tuple[np.ndarray, np.ndarray]:
         """Nonzero coefficients of the full fits: (col, q) pairs and values."""
@@ -298,10 +301,10 @@ class _Path:
             return np.c_[nz[:, 0], self.live[nz[:, 1]]], full[full != 0].cpu().numpy()
         where, values = [], []
         for q in self.live:
-            sub = self.subs[0, q]
-            keep = sub.beta != 0
-            where.append(np.c_[sub.cols[keep], np.full(keep.sum(), q)])
-            values.append(sub.beta[keep])
+            ws = self.sets[0][q]
+            keep = ws.beta != 0
+            where.append(np.c_[ws.cols[keep], np.full(keep.sum(), q)])
+            values.append(ws.beta[keep])
         return np.concatenate(where), np.concatenate(values)
 
     def stop(self, going: np.ndarray) -> None:
@@ -311,6 +314,8 @@ class _Path:
                 ..., torch.as_tensor(np.flatnonzero(going), device=self.dev)
             ]
         self.grad = self.grad[..., going]
+        if self.alpha_last is not None:
+            self.alpha_last = self.alpha_last[:, going]
         self.live = self.live[going]
 
 
@@ -352,27 +357,19 @@ def _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, thre
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_lambdas, desc="lasso path", leave=False)
-    index, block_start = 0, 0
-    while index < n_lambdas:
-        block_end = (index + 1) % BLOCK == 0 or index + 1 == n_lambdas
-        resid, missed = path.solve(index, full=block_end or index == 0)
-        if missed and index > block_start:  # the strong rule missed a column: solve the block again
-            index = block_start
-            continue
+    for index in range(n_lambdas):
+        resid = path.solve(index)
         errors[path.live, :, index] = (resid[held_out] ** 2).T.cpu().numpy()
         history[index] = path.full_fit()
         reached[path.live] = index + 1
         if bar is not None:
-            bar.n = index + 1
-            bar.refresh()
-        index += 1
-        if block_end:
-            block_start = index
-            going = index - 1 - np.argmin(errors[path.live, :, :index].mean(1), axis=1) < PATIENCE
-            if not going.any():
+            bar.update()
+        if (index + 1) % BLOCK == 0:  # the reference's early stop, checked where it checks it
+            done = index - np.argmin(errors[path.live, :, : index + 1].mean(1), axis=1) >= PATIENCE
+            if done.all():
                 break
-            if not going.all():
-                path.stop(going)
+            if done.any():
+                path.stop(~done)
     if bar is not None:
         bar.close()
     coef = np.zeros((n_queries, design.p))

@@ -1,6 +1,11 @@
-"""Working sets of the LASSO path (methods/lasso_path.py): a shared cache of feature columns, and
-one LASSO on its own columns with their residualised Gram, solved by scikit-learn's coordinate
-descent on the Gram (the solver of the reference, methods/lasso.py, with its settings)."""
+"""Working sets of the LASSO path (methods/lasso_path.py): one LASSO on its own columns with their
+residualised Gram, solved by scikit-learn's coordinate descent on the Gram (the solver of the
+reference, methods/lasso.py, with its settings), and the two places a working set's Gram comes from:
+
+- FullGrams: every problem's residualised Gram H_k = X~_k' X~_k (K + 1, p, p), formed once when it
+  fits the memory budget; a working set's Gram is then a lookup.
+- DesignGrams: Gram entries computed from the design's columns as working sets grow.
+"""
 
 from __future__ import annotations
 
@@ -11,82 +16,106 @@ from sklearn.linear_model import _cd_fast
 from .mask_design import MaskDesign
 
 CD_TOL, CD_MAX_ITER = 1e-6, 5000  # the reference's coordinate descent settings (methods/lasso.py)
+_UNUSED_RNG = np.random.RandomState(0)  # coordinate descent runs cyclic: the generator is not drawn
 
 
-class Columns:
-    """Feature columns X[:, U] of the union U of the working sets, stored transposed (one contiguous
-    row per column) in the design's dtype, grown in place."""
-
-    def __init__(self, design: MaskDesign) -> None:
-        self.design = design
-        self.position = np.full(design.p, -1, dtype=np.int64)
-        self.xt = torch.empty((0, design.m), dtype=design.dtype, device=design.device)
-        self.n = 0
-
-    def get(self, cols: np.ndarray) -> torch.Tensor:
-        """X[:, cols]' (len(cols), m), adding the columns not cached yet."""
-        new = np.unique(cols[self.position[cols] < 0])
-        if len(new):
-            if self.n + len(new) > len(self.xt):
-                size = max(len(self.xt) * 5 // 4, self.n + len(new), 64)
-                grown = torch.empty(
-                    (size, self.design.m), dtype=self.xt.dtype, device=self.xt.device
-                )
-                grown[: self.n] = self.xt[: self.n]
-                self.xt = grown
-            ids = torch.as_tensor(new, device=self.xt.device)
-            for rows in self.design.row_blocks(len(new)):
-                self.xt[self.n : self.n + len(new), rows] = self.design.features(rows, ids).T
-            self.position[new] = np.arange(self.n, self.n + len(new))
-            self.n += len(new)
-        return self.xt[torch.as_tensor(self.position[cols], device=self.xt.device)]
-
-
-class Subproblem:
-    """One LASSO (training rows of problem k, response q) on its working set: columns `cols`, their
-    residualised Gram h, correlations c = X~_W' y~, basis products p = X_W' diag(w_k) B, coefficients."""
+class WorkingSet:
+    """One LASSO (training rows of problem k, response q) on columns `cols`: their residualised
+    Gram h, correlations c = X~_W' y~, coefficients beta, basis products pb = X_W' diag(w_k) B."""
 
     def __init__(self, k: int, q: int, n_basis: int) -> None:
         self.k, self.q = k, q
         self.cols = np.zeros(0, dtype=np.int64)
         self.h = np.zeros((0, 0))
         self.c = np.zeros(0)
-        self.p = np.zeros((0, n_basis))
+        self.pb = np.zeros((0, n_basis))
         self.beta = np.zeros(0)
-
-    def extend(self, new: np.ndarray, columns: Columns, problems, c_all: np.ndarray) -> None:
-        """Add columns `new` with their Gram entries over the problem's training rows."""
-        cols = np.concatenate([self.cols, new])
-        xt = columns.get(cols)
-        xt_new = xt[len(self.cols) :] * problems.w[self.k][None, :].to(xt.dtype)
-        cross = (xt @ xt_new.T).double()
-        p_new = xt_new.double() @ problems.basis
-        p = torch.cat([torch.as_tensor(self.p, device=cross.device), p_new])
-        cross -= p @ (problems.gram_pinv[self.k] @ p_new.T)
-        cross = cross.cpu().numpy()
-        old = len(self.cols)
-        h = np.empty((len(cols), len(cols)))
-        h[:old, :old] = self.h
-        h[:, old:] = cross
-        h[old:, :old] = cross[:old].T
-        self.h, self.p, self.cols = h, p.cpu().numpy(), cols
-        self.c = np.concatenate([self.c, c_all[new]])
-        self.beta = np.concatenate([self.beta, np.zeros(len(new))])
 
     def keep(self, keep: np.ndarray) -> None:
         """Restrict the working set to the columns marked in `keep`."""
-        self.cols, self.c, self.beta, self.p = (
-            self.cols[keep],
-            self.c[keep],
-            self.beta[keep],
-            self.p[keep],
-        )
+        self.cols, self.c, self.beta = self.cols[keep], self.c[keep], self.beta[keep]
+        if len(self.pb):  # design Grams only
+            self.pb = self.pb[keep]
         self.h = np.ascontiguousarray(self.h[np.ix_(keep, keep)])
 
-    def solve(self, lam: float, size: float, y_norm: np.ndarray) -> None:
-        """Coordinate descent on the Gram, warm-started: min 1/2 b'hb - c'b + |T| lambda ||b||_1."""
+    def solve(self, alpha: float, y: np.ndarray) -> None:
+        """Coordinate descent on the Gram, warm-started: min 1/2 b'hb - c'b + alpha ||b||_1 (alpha =
+        lambda |T_k|); y, the problem's training response, scales the duality-gap tolerance."""
         if len(self.cols):
             _cd_fast.enet_coordinate_descent_gram(
-                self.beta, lam * size, 0.0, self.h, self.c, y_norm, CD_MAX_ITER, CD_TOL,
-                np.random.RandomState(0), False, False,
+                self.beta, alpha, 0.0, self.h.astype(np.float64, copy=False), self.c, y,
+                CD_MAX_ITER, CD_TOL, _UNUSED_RNG, False, False,
             )  # fmt: skip
+
+
+class FullGrams:
+    """Every problem's residualised Gram, formed once: (K + 1) p^2 float64."""
+
+    def __init__(self, design: MaskDesign, problems, c: np.ndarray) -> None:
+        self.h = problem_grams(design, problems)
+        self.c = c  # X~' y~ (p, K + 1, Q)
+
+    @staticmethod
+    def bytes_needed(p: int, n_problems: int) -> int:
+        return 8 * n_problems * p * p
+
+    def extend(self, ws: WorkingSet, new: np.ndarray) -> None:
+        old = len(ws.cols)
+        cols = np.concatenate([ws.cols, new])
+        h = np.empty((len(cols), len(cols)))
+        h[:old, :old] = ws.h
+        h[:, old:] = self.h[ws.k][np.ix_(cols, new)]
+        h[old:, :old] = h[:old, old:].T
+        ws.h, ws.cols = h, cols
+        ws.c = np.concatenate([ws.c, self.c[new, ws.k, ws.q]])
+        ws.beta = np.concatenate([ws.beta, np.zeros(len(new))])
+
+
+class DesignGrams:
+    """Working-set Grams from the design's columns, X~_W' X~_new as columns join; kept in the
+    precision of the design's products (float32 for large designs), read in float64 by each solve."""
+
+    def __init__(self, design: MaskDesign, problems, c: np.ndarray) -> None:
+        self.design, self.problems, self.c = design, problems, c
+
+    def extend(self, ws: WorkingSet, new: np.ndarray) -> None:
+        """Add columns `new` with their Gram entries over the problem's training rows."""
+        old = len(ws.cols)
+        cols = np.concatenate([ws.cols, new])
+        x = self.design.features(cols)
+        x_new = x[old:] * self.problems.w[ws.k][None, :].to(x.dtype)
+        cross = (x @ x_new.T).double()
+        pb_new = x_new.double() @ self.problems.basis
+        pb = torch.cat([torch.as_tensor(ws.pb, device=cross.device), pb_new])
+        cross -= pb @ (self.problems.gram_pinv[ws.k] @ pb_new.T)
+        cross = cross.cpu().numpy()
+        h = np.empty((len(cols), len(cols)), dtype=cross.dtype if x.dtype == torch.float64 else np.float32)
+        h[:old, :old] = ws.h
+        h[:, old:] = cross
+        h[old:, :old] = cross[:old].T
+        ws.h, ws.pb, ws.cols = h, pb.cpu().numpy(), cols
+        ws.c = np.concatenate([ws.c, self.c[new, ws.k, ws.q]])
+        ws.beta = np.concatenate([ws.beta, np.zeros(len(new))])
+
+
+def problem_grams(design: MaskDesign, problems) -> np.ndarray:
+    """Residualised Grams H_k = X~' X~ over the training rows of every problem (K + 1, p, p): the
+    folds' Grams in one pass over the rows (m p^2 products), each problem's the sum of the others."""
+    n_folds, p = len(problems.fold_ids), design.p
+    grams = torch.zeros((n_folds + 1, p, p), dtype=torch.float64, device=design.device)
+    cross = torch.zeros(
+        (n_folds + 1, p, problems.basis.shape[1]), dtype=torch.float64, device=design.device
+    )
+    fold = problems.fold.cpu().numpy()
+    for f in range(n_folds):
+        rows = np.flatnonzero(fold == f)
+        for start in range(0, len(rows), design.block_rows(p)):
+            part = torch.as_tensor(rows[start : start + design.block_rows(p)], device=design.device)
+            xt = design.columns_at(part)  # (p, rows)
+            grams[f + 1] += (xt @ xt.T).double()
+            cross[f + 1] += xt.double() @ problems.basis[part]
+    for part in (grams, cross):  # problem 0: all folds; problem k: all but fold k
+        part[0] = part[1:].sum(0)
+        part[1:] = part[0] - part[1:]
+    grams -= cross @ problems.gram_pinv @ cross.transpose(1, 2)
+    return grams.cpu().numpy()

@@ -1,17 +1,25 @@
 """The AME design matrix, never materialised: X_ji = a_j if column i's point is in S_j, else b_j.
 
 Every AME feature is an affine function of one inclusion bit (Lin et al. 2022: a_j = 1/p_j,
-b_j = -1/(1 - p_j); AME-SV: a_j = 1 - p_j, b_j = -p_j), so the design is its bool masks plus two
-numbers per sample. The columns are the real points' masks followed, with knockoffs, by the knockoff
-masks. Products are formed in blocks of at most `block_mb` megabytes of features, built from the
-masks on the fly in `dtype` on `device`; the masks stay bool (one byte per entry). A design of at
-most `cache_mb` megabytes of features is built once and kept (small problems: one product each).
+b_j = -1/(1 - p_j); AME-SV: a_j = 1 - p_j, b_j = -p_j), so the design is its masks plus two numbers
+per sample: X = diag(a - b) M + b 1', and
+
+    X' r = M' ((a - b) * r) + (b' r) 1,        X beta = (a - b) * (M beta) + b (1' beta).
+
+The columns are the real points' masks followed, with knockoffs, by the knockoff masks. A design
+of at most `cache_mb` megabytes of features is built once in `dtype`, transposed (small problems:
+one product each). A larger one keeps its masks as int8 bits, transposed (one contiguous row per column, so
+that a working set's columns are a row gather), and forms products in blocks of `block_mb` MB of
+features in `dtype`. The full gradient X' r of the LASSO path's KKT checks also has a fast bounded
+form on the bits: r split into int8 digits, multiplied exactly in int32 (`torch._int_mm`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+DIGITS = 2  # int8 digits of the fast X' r: about 14 bits of the residuals, the rest in the bound
 
 
 class MaskDesign:
@@ -28,95 +36,103 @@ class MaskDesign:
         block_mb: float = 64,
         cache_mb: float = 128,
     ) -> None:
-        self.parts = [
-            torch.as_tensor(np.ascontiguousarray(mk, dtype=bool), device=device) for mk in masks
-        ]
         self.m = len(a)
-        if any(part.shape[0] != self.m for part in self.parts):
+        if any(mk.shape[0] != self.m for mk in masks):
             raise ValueError("every mask block needs one row per sample")
-        self.starts = np.cumsum([0] + [part.shape[1] for part in self.parts])
-        self.p = int(self.starts[-1])
+        self.p = int(sum(mk.shape[1] for mk in masks))
         self.device, self.dtype = torch.device(device), dtype
-        self.a = torch.as_tensor(a, dtype=dtype, device=device)
-        self.b = torch.as_tensor(b, dtype=dtype, device=device)
+        self.a = torch.as_tensor(a, dtype=torch.float64, device=device)
+        self.b = torch.as_tensor(b, dtype=torch.float64, device=device)
+        self.diff = self.a - self.b
         self.block_bytes = int(block_mb * 2**20)
-        self.cache = None
-        if self.m * self.p * self.a.element_size() <= cache_mb * 2**20:
-            self.cache = torch.cat([self.code(part) for part in self.parts], dim=1)
+        self.cache, self.bits = None, None
+        if self.m * self.p * torch.finfo(dtype).bits // 8 <= cache_mb * 2**20:
+            codes = [self._code(torch.as_tensor(mk, device=device)) for mk in masks]
+            self.cache = torch.cat(codes, 1).T.contiguous()  # (p, m): a column is a row
+        else:
+            self.bits = torch.empty((self.p, self.m), dtype=torch.int8, device=device)
+            start = 0
+            for mk in masks:
+                for lo in range(0, mk.shape[1], self._block_width()):
+                    hi = min(lo + self._block_width(), mk.shape[1])
+                    block = torch.as_tensor(np.ascontiguousarray(mk[:, lo:hi].T), device=device)
+                    self.bits[start + lo : start + hi] = block
+                start += mk.shape[1]
+        self.fast = self.bits is not None and self.device.type == "cpu"  # int8 products: CPU
 
-    def _columns(self, start: int, stop: int) -> torch.Tensor:
-        """Bool masks of columns [start, stop) (one part)."""
-        part = int(np.searchsorted(self.starts, start, side="right") - 1)
-        offset = self.starts[part]
-        return self.parts[part][:, start - offset : stop - offset]
+    def _code(self, bits: torch.Tensor) -> torch.Tensor:
+        """Features (m, w) in dtype from bool masks (m, w)."""
+        return torch.where(bits, self.a[:, None], self.b[:, None]).to(self.dtype)
 
-    def _gather(self, rows: slice, cols: torch.Tensor) -> torch.Tensor:
-        """Bool masks of `rows` at global column ids `cols` (any order)."""
-        out = torch.empty(
-            (len(range(*rows.indices(self.m))), len(cols)), dtype=torch.bool, device=self.device
-        )
-        for part, (lo, hi) in enumerate(zip(self.starts[:-1], self.starts[1:], strict=True)):
-            inside = (cols >= lo) & (cols < hi)
-            if inside.any():
-                out[:, inside] = self.parts[part][rows][:, cols[inside] - int(lo)]
-        return out
+    def _block_width(self) -> int:
+        return max(1, self.block_bytes // (self.m * torch.finfo(self.dtype).bits // 8))
 
-    def code(self, bits: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
-        """Features from bool masks of the given rows: a where the bit is set, b elsewhere."""
-        return torch.where(bits, self.a[rows, None], self.b[rows, None])
+    def _blocks(self):
+        for start in range(0, self.p, self._block_width()):
+            yield slice(start, min(start + self._block_width(), self.p))
 
-    def _col_blocks(self):
-        """(start, stop) column ranges of full-height blocks, none crossing a part boundary."""
-        width = max(1, self.block_bytes // (self.m * self.a.element_size()))
-        for lo, hi in zip(self.starts[:-1], self.starts[1:], strict=True):
-            for start in range(int(lo), int(hi), width):
-                yield start, min(start + width, int(hi))
+    def features(self, cols) -> torch.Tensor:
+        """X[:, cols]' (len(cols), m) in dtype."""
+        cols = torch.as_tensor(cols, device=self.device)
+        if self.cache is not None:
+            return self.cache[cols]
+        bits = self.bits[cols].to(self.dtype)
+        return bits * self.diff.to(self.dtype)[None, :] + self.b.to(self.dtype)[None, :]
 
-    def row_blocks(self, width: int):
-        """Row slices whose features at `width` columns fit one block."""
-        height = max(1, self.block_bytes // (max(width, 1) * self.a.element_size()))
-        for start in range(0, self.m, height):
-            yield slice(start, min(start + height, self.m))
+    def columns_at(self, rows: torch.Tensor) -> torch.Tensor:
+        """X[rows]' (p, len(rows)) in dtype."""
+        if self.cache is not None:
+            return self.cache[:, rows]
+        bits = self.bits[:, rows].to(self.dtype)
+        return bits * self.diff[rows].to(self.dtype)[None, :] + self.b[rows].to(self.dtype)[None, :]
+
+    def block_rows(self, width: int) -> int:
+        """How many rows of features at `width` columns fit one block."""
+        return max(1, self.block_bytes // (max(width, 1) * torch.finfo(self.dtype).bits // 8))
 
     def rmatmul(self, r: torch.Tensor) -> torch.Tensor:
-        """X' r for r (m, R): (p, R) in r's dtype."""
-        rr = r.to(self.dtype)
+        """X' r for r (m, R) float64: (p, R) float64, the products in dtype."""
         if self.cache is not None:
-            return (self.cache.T @ rr).to(r.dtype)
-        out = torch.empty((self.p, r.shape[1]), dtype=r.dtype, device=self.device)
-        for start, stop in self._col_blocks():
-            out[start:stop] = (self.code(self._columns(start, stop)).T @ rr).to(r.dtype)
-        return out
+            return (self.cache @ r.to(self.dtype)).double()
+        w = (self.diff[:, None] * r).to(self.dtype)
+        out = torch.empty((self.p, r.shape[1]), dtype=torch.float64, device=self.device)
+        for cols in self._blocks():
+            out[cols] = (self.bits[cols].to(self.dtype) @ w).double()
+        return out + (self.b @ r)[None, :]
+
+    def rmatmul_bounded(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """X' r (p, R) and a bound (R,) on each column's absolute error. On the bits: the weighted
+        residuals w = (a - b) * r in DIGITS int8 digits, M' w exact in int32 per digit; the error
+        is at most (number of ones in the column) x (half the last digit's step) <= m x that."""
+        if not self.fast:
+            return self.rmatmul(r), torch.zeros(r.shape[1], dtype=torch.float64, device=self.device)
+        w = self.diff[:, None] * r
+        step = w.abs().amax(0).clamp_min(1e-300) / 127
+        out = (self.b @ r)[None, :].expand(self.p, -1).clone()
+        for _ in range(DIGITS):
+            digit = torch.round(w / step).clamp_(-127, 127)
+            w = w - digit * step
+            try:
+                out += torch._int_mm(self.bits, digit.to(torch.int8)).double() * step
+            except (RuntimeError, AttributeError):  # no int8 products here: exact float blocks
+                self.fast = False
+                return self.rmatmul(r), torch.zeros_like(step)
+            step = step / 254
+        return out, self.m * step * 127  # |w remaining| <= the last step / 2 = (step / 254) 127
 
     def matmul(self, beta: torch.Tensor) -> torch.Tensor:
-        """X beta for beta (p, R): (m, R) in beta's dtype."""
+        """X beta for beta (p, R) float64: (m, R) float64."""
         if self.cache is not None:
-            return (self.cache @ beta.to(self.dtype)).to(beta.dtype)
-        out = torch.zeros((self.m, beta.shape[1]), dtype=beta.dtype, device=self.device)
-        for start, stop in self._col_blocks():
-            out += (self.code(self._columns(start, stop)) @ beta[start:stop].to(self.dtype)).to(
-                beta.dtype
-            )
-        return out
-
-    def rows(self, rows: slice) -> torch.Tensor:
-        """Features of every column at `rows` (rows, p)."""
-        if self.cache is not None:
-            return self.cache[rows]
-        return torch.cat([self.code(part[rows], rows) for part in self.parts], dim=1)
-
-    def features(self, rows: slice, cols: torch.Tensor) -> torch.Tensor:
-        """Features (rows, len(cols)) of chosen columns: small working sets only."""
-        if self.cache is not None:
-            return self.cache[rows][:, cols]
-        return self.code(self._gather(rows, cols), rows)
+            return (self.cache.T @ beta.to(self.dtype)).double()
+        out = torch.zeros((self.m, beta.shape[1]), dtype=torch.float64, device=self.device)
+        for cols in self._blocks():
+            out += (self.bits[cols].T.to(self.dtype) @ beta[cols].to(self.dtype)).double()
+        return self.diff[:, None] * out + self.b[:, None] * beta.sum(0)[None, :]
 
     def squared_norms(self) -> torch.Tensor:
         """sum_j X_ji^2 per column (p,), float64: M'(a^2 - b^2) + sum(b^2)."""
-        diff = (self.a.double() ** 2 - self.b.double() ** 2)[:, None]
-        base = float((self.b.double() ** 2).sum())
-        cols = [
-            (self._columns(start, stop).double() * diff).sum(0) + base
-            for start, stop in self._col_blocks()
-        ]
-        return torch.cat(cols)
+        if self.cache is not None:
+            return (self.cache.double() ** 2).sum(1)
+        diff = self.a**2 - self.b**2
+        out = torch.cat([self.bits[cols].double() @ diff for cols in self._blocks()])
+        return out + float((self.b**2).sum())

@@ -24,7 +24,7 @@ DESIGNS = {
 }
 
 
-def both_fits(design, game, m, seed, knockoffs, rule, **path_args):
+def both_fits(design, game, m, seed, knockoffs, rule, design_args=None, **path_args):
     """The reference on the dense design and the path on the masks, same samples and folds."""
     p, masks = draw_samples(design, seed, m, game.n_players)
     parts = [masks] + ([bernoulli_masks(rng_for(seed, 2), p, game.n_players)] if knockoffs else [])
@@ -34,7 +34,8 @@ def both_fits(design, game, m, seed, knockoffs, rule, **path_args):
     dense = np.hstack([np.where(part, a[:, None], b[:, None]) for part in parts])
     folds = rng_for(seed, 3).permutation(m) % 5
     reference = lasso_cv(dense, y, design.basis(p), folds, rule)
-    path = lasso_cv_path(MaskDesign(parts, a, b), y, design.basis(p), folds, rule, **path_args)
+    x = MaskDesign(parts, a, b, **(design_args or {}))
+    path = lasso_cv_path(x, y, design.basis(p), folds, rule, **path_args)
     return reference, path
 
 
@@ -53,11 +54,15 @@ def test_full_gram_mode_equals_the_reference(name, rule, knockoffs):
 
 
 @pytest.mark.parametrize("rule", ["1se", "min"])
-def test_working_sets_equal_the_reference_on_many_queries(rule):
-    """More columns than FULL_GRAM_COLUMNS and than samples: per-problem working sets, KKT checks."""
+@pytest.mark.parametrize("grams", ["full", "design"])
+def test_working_sets_equal_the_reference_on_many_queries(rule, grams):
+    """More columns than samples: per-problem working sets with KKT checks, their Grams looked up
+    in every problem's full Gram or (over the memory budget) computed from masks kept as bits, the
+    KKT gradients then by the bounded int8 product with exact re-checks near the threshold."""
     parts = [games.random_pairwise(300, 60, seed=s) for s in range(2)] + [games.ThresholdGame(300)]
     game = games.MultiQueryGame(parts)
-    reference, path = both_fits(DESIGNS["grid"], game, 450, 6, True, rule)
+    args = {} if grams == "full" else {"design_args": {"cache_mb": 0}, "memory_mb": 5}
+    reference, path = both_fits(DESIGNS["grid"], game, 450, 6, True, rule, **args)
     assert_same(reference, path)
 
 
