@@ -108,7 +108,7 @@ class _Path:
             with _threads(threads):
                 self.grams = FullGrams(design, problems, self.c_np)
         else:
-            self.grams = DesignGrams(design, problems, self.c_np)
+            self.grams = DesignGrams(design, problems, self.c_np, threads)
         self.beta_dense = None  # (p, K + 1, Q_live) once every column is in (dense mode)
         self.step = None
 
@@ -327,7 +327,7 @@ def lasso_cv_path(
     rule: str = "1se",
     n_lambdas: int = 100,
     *,
-    memory_mb: float = 1024,
+    memory_mb: float = 4096,
     progress: bool = False,
 ) -> LassoCV:
     """The LASSO of each column of y (m, Q) on `design` with unpenalised `basis` (m, G), lambda by

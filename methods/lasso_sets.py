@@ -75,21 +75,26 @@ class DesignGrams:
     """Working-set Grams from the design's columns, X~_W' X~_new as columns join; kept in the
     precision of the design's products (float32 for large designs), read in float64 by each solve."""
 
-    def __init__(self, design: MaskDesign, problems, c: np.ndarray) -> None:
+    def __init__(self, design: MaskDesign, problems, c: np.ndarray, threads: int) -> None:
         self.design, self.problems, self.c = design, problems, c
+        self.threads = threads  # for the products with many rows
+        self.dtype = np.float64 if design.dtype == torch.float64 else np.float32
 
     def extend(self, ws: WorkingSet, new: np.ndarray) -> None:
         """Add columns `new` with their Gram entries over the problem's training rows."""
         old = len(ws.cols)
         cols = np.concatenate([ws.cols, new])
-        x = self.design.features(cols)
-        x_new = x[old:] * self.problems.w[ws.k][None, :].to(x.dtype)
-        cross = (x @ x_new.T).double()
-        pb_new = x_new.double() @ self.problems.basis
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            w = self.problems.w[ws.k]
+            cross, pb_new = self.design.cross(cols, new, w, self.problems.basis)
+        finally:
+            torch.set_num_threads(torch_threads)
         pb = torch.cat([torch.as_tensor(ws.pb, device=cross.device), pb_new])
         cross -= pb @ (self.problems.gram_pinv[ws.k] @ pb_new.T)
         cross = cross.cpu().numpy()
-        h = np.empty((len(cols), len(cols)), dtype=cross.dtype if x.dtype == torch.float64 else np.float32)
+        h = np.empty((len(cols), len(cols)), dtype=self.dtype)
         h[:old, :old] = ws.h
         h[:, old:] = cross
         h[old:, :old] = cross[:old].T

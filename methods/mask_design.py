@@ -79,6 +79,25 @@ class MaskDesign:
         bits = self.bits[cols].to(self.dtype)
         return bits * self.diff.to(self.dtype)[None, :] + self.b.to(self.dtype)[None, :]
 
+    def cross(self, cols, new, w: torch.Tensor, basis: torch.Tensor):
+        """X[:, cols]' diag(w) X[:, new] (len(cols), len(new)) and X[:, new]' diag(w) basis, float64.
+        On the bits, with x_i = d m_i + b (d = a - b): x_i' W x_l = m_i' (W d^2) m_l + m_i' (W d b)
+        + (W d b)' m_l + b' W b, so the features are never formed, only the 0/1 bits converted."""
+        if self.cache is not None:
+            x, x_new = self.cache[torch.as_tensor(cols)], self.cache[torch.as_tensor(new)]
+            x_new = x_new * w.to(self.dtype)[None, :]
+            return (x @ x_new.T).double(), x_new.double() @ basis
+        bits = self.bits[torch.as_tensor(cols, device=self.device)].to(self.dtype)
+        bits_new = self.bits[torch.as_tensor(new, device=self.device)].to(self.dtype)
+        wdb = (w * self.diff * self.b).to(self.dtype)
+        main = (bits @ (bits_new * (w * self.diff**2).to(self.dtype)[None, :]).T).double()
+        mv = (bits @ wdb).double()
+        mv_new = (bits_new @ wdb).double()
+        gram = main + mv[:, None] + mv_new[None, :] + float(w @ self.b**2)
+        wb = w[:, None] * basis
+        basis_new = (bits_new @ (self.diff[:, None] * wb).to(self.dtype)).double() + self.b @ wb
+        return gram, basis_new
+
     def columns_at(self, rows: torch.Tensor) -> torch.Tensor:
         """X[rows]' (p, len(rows)) in dtype."""
         if self.cache is not None:
