@@ -28,6 +28,8 @@ for large designs: exact for the masks), Grams, coefficients and errors in float
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
@@ -37,6 +39,7 @@ from .lasso_sets import CD_TOL, DesignGrams, FullGrams, WorkingSet
 from .mask_design import MaskDesign
 
 FISTA_MAX_ITER = 5000
+THREADED_SETS = 200  # mean working-set size from which the solves run on several threads
 PRUNE = 0.5  # at a full check, working-set columns at zero with |g| < PRUNE * lambda leave the set
 
 
@@ -152,16 +155,15 @@ class _Path:
         with _threads(self.threads):
             if n_union * len(sets) <= 8 * n_nonzero:
                 cols, coef = self._stack()
-                x = self.design.features(cols)
                 flat = torch.as_tensor(coef.reshape(len(cols), -1), device=self.dev)
-                return (x.T @ flat.to(x.dtype)).double().view(shape)
+                return self.design.matmul_cols(cols, flat).view(shape)
             fits = torch.zeros(shape, dtype=torch.float64, device=self.dev)
             for ws in sets:
                 nz = ws.beta != 0
                 if nz.any():
-                    x = self.design.features(ws.cols[nz])
-                    beta = torch.as_tensor(ws.beta[nz], device=self.dev).to(x.dtype)
-                    fits[:, ws.k, int(np.searchsorted(self.live, ws.q))] = (x.T @ beta).double()
+                    beta = torch.as_tensor(ws.beta[nz], device=self.dev)[:, None]
+                    fit = self.design.matmul_cols(ws.cols[nz], beta)[:, 0]
+                    fits[:, ws.k, int(np.searchsorted(self.live, ws.q))] = fit
             return fits
 
     def _alpha(self, index: int) -> np.ndarray:
@@ -218,9 +220,7 @@ class _Path:
         dirty = {(ws.k, ws.q) for ws in self._live_sets()}
         while True:
             dirty |= self._extend(add)
-            for k, q in sorted(dirty):
-                j = int(np.searchsorted(self.live, q))
-                self.sets[k][q].solve(alpha[k, j], self.y_train[k][q])
+            self._solve_sets(sorted(dirty), alpha)
             if self._gram_bytes() > self.memory:  # keep only the active columns, if that is enough
                 for ws in self._live_sets():
                     self._keep(ws, ws.beta != 0)
@@ -237,6 +237,20 @@ class _Path:
         self.grad, self.alpha_last = grad, alpha
         self._prune(alpha)
         return resid
+
+    def _solve_sets(self, problems: list, alpha: np.ndarray) -> None:
+        """Coordinate descent on each problem (k, q) in `problems`, on the path's threads once the
+        sets are large enough to repay them (the solver releases the GIL)."""
+        jobs = [
+            (self.sets[k][q], alpha[k, int(np.searchsorted(self.live, q))], self.y_train[k][q])
+            for k, q in problems
+        ]
+        if self.threads > 1 and np.mean([len(ws.cols) for ws, _, _ in jobs]) >= THREADED_SETS:
+            with ThreadPoolExecutor(self.threads) as pool:
+                list(pool.map(lambda job: job[0].solve(job[1], job[2]), jobs))
+        else:
+            for ws, a, y in jobs:
+                ws.solve(a, y)
 
     def _prune(self, alpha: np.ndarray) -> None:
         """Drop from each working set the zero coefficients whose gradient is below PRUNE x lambda
@@ -327,7 +341,7 @@ def lasso_cv_path(
     rule: str = "1se",
     n_lambdas: int = 100,
     *,
-    memory_mb: float = 4096,
+    memory_mb: float = 2048,
     progress: bool = False,
 ) -> LassoCV:
     """The LASSO of each column of y (m, Q) on `design` with unpenalised `basis` (m, G), lambda by

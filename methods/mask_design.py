@@ -79,6 +79,15 @@ class MaskDesign:
         bits = self.bits[cols].to(self.dtype)
         return bits * self.diff.to(self.dtype)[None, :] + self.b.to(self.dtype)[None, :]
 
+    def matmul_cols(self, cols, beta: torch.Tensor) -> torch.Tensor:
+        """X[:, cols] beta for beta (len(cols), R) float64: (m, R) float64, from the 0/1 bits
+        (X_W beta = d * (M_W beta) + b sum(beta)) on a large design."""
+        cols = torch.as_tensor(cols, device=self.device)
+        if self.cache is not None:
+            return (self.cache[cols].T @ beta.to(self.dtype)).double()
+        out = (self.bits[cols].to(self.dtype).T @ beta.to(self.dtype)).double()
+        return self.diff[:, None] * out + self.b[:, None] * beta.sum(0)[None, :]
+
     def cross(self, cols, new, w: torch.Tensor, basis: torch.Tensor):
         """X[:, cols]' diag(w) X[:, new] (len(cols), len(new)) and X[:, new]' diag(w) basis, float64.
         On the bits, with x_i = d m_i + b (d = a - b): x_i' W x_l = m_i' (W d^2) m_l + m_i' (W d b)
