@@ -153,7 +153,7 @@ class _Path:
         if n_union == 0:
             return torch.zeros(shape, dtype=torch.float64, device=self.dev)
         with _threads(self.threads):
-            if n_union * len(sets) <= 8 * n_nonzero:
+            if n_union * len(sets) <= 8 * n_nonzero or n_union * self.design.m <= 2**21:
                 cols, coef = self._stack()
                 flat = torch.as_tensor(coef.reshape(len(cols), -1), device=self.dev)
                 return self.design.matmul_cols(cols, flat).view(shape)

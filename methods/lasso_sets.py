@@ -122,5 +122,6 @@ def problem_grams(design: MaskDesign, problems) -> np.ndarray:
     for part in (grams, cross):  # problem 0: all folds; problem k: all but fold k
         part[0] = part[1:].sum(0)
         part[1:] = part[0] - part[1:]
-    grams -= cross @ problems.gram_pinv @ cross.transpose(1, 2)
+    for k in range(n_folds + 1):  # in place: no second (K + 1) p^2 array
+        grams[k].addmm_(cross[k] @ problems.gram_pinv[k], cross[k].T, alpha=-1)
     return grams.cpu().numpy()
