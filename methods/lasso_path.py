@@ -53,6 +53,7 @@ class _Problems:
         w = np.ones((k + 1, len(folds)))
         w[1 + fold_index, np.arange(len(folds))] = 0.0
         self.fold = torch.as_tensor(fold_index, device=device)
+        self.rows = [torch.as_tensor(np.flatnonzero(fold_index == f), device=device) for f in range(k)]
         self.w = torch.as_tensor(w, device=device)  # (K + 1, m)
         self.size = self.w.sum(1)  # |T_k|
         self.basis = basis  # (m, G) float64
@@ -119,14 +120,21 @@ class _Path:
         with _threads(self.threads):
             return self.design.rmatmul(r.reshape(r.shape[0], -1)).view(self.design.p, *r.shape[1:])
 
-    def _gradient(self, train: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """X~' r of every live problem from its training residuals (m, K + 1, Q_live): one bounded
-        product with the design (MaskDesign.rmatmul_bounded), (p, K + 1, Q_live), and the bound
-        on each problem's error (K + 1, Q_live)."""
+    def _gradient(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+        """X~' r of every live problem (p, K + 1, Q_live), a bound on each problem's error
+        (K + 1, Q_live) and the residuals when they were formed (m, K + 1, Q_live). With full
+        Grams and few active columns per sample, c - H b (exact); otherwise from the residuals,
+        one bounded product with the design (MaskDesign.rmatmul_bounded)."""
+        if self.full_gram:
+            active = [np.flatnonzero(self._stack()[1][:, k].any(1)) for k in range(len(self.sets))]
+            if sum(map(len, active)) * len(self.live) <= self.design.m * len(self._live_sets()):
+                return (*self.grams.gradient(self.live, self._stack()), None)
+        resid = self.problems.resid(self.y[..., self.live] - self._fits())
+        train = self.problems.w.T[:, :, None] * resid
         with _threads(self.threads):
             grad, bound = self.design.rmatmul_bounded(train.reshape(train.shape[0], -1))
         shape = train.shape[1:]
-        return grad.view(-1, *shape).cpu().numpy(), bound.view(shape).cpu().numpy()
+        return grad.view(-1, *shape).cpu().numpy(), bound.view(shape).cpu().numpy(), resid
 
     def _live_sets(self) -> list:
         return [self.sets[k][q] for k in range(len(self.sets)) for q in self.live]
@@ -194,7 +202,7 @@ class _Path:
     def _gram_bytes(self) -> int:
         return 0 if self.full_gram else sum(ws.h.nbytes for ws in self._live_sets())
 
-    def _violators(self, grad, bound, alpha, train_resid) -> np.ndarray:
+    def _violators(self, grad, bound, alpha, resid) -> np.ndarray:
         """Columns outside each working set whose |X~' r| exceeds lambda |T_k| (p, K + 1, Q_live).
         Columns whose bounded gradient is within its error bound of the threshold get it exact."""
         outside = ~self.inside[:, :, self.live]
@@ -203,7 +211,8 @@ class _Path:
             near = np.flatnonzero(((np.abs(grad) > limit - bound) & outside).any((1, 2)))
             if len(near):
                 x = self.design.features(near).double()
-                exact = x @ train_resid.reshape(train_resid.shape[0], -1)
+                train = self.problems.w.T[:, :, None] * resid
+                exact = x @ train.reshape(train.shape[0], -1)
                 grad[near] = exact.view(len(near), *grad.shape[1:]).cpu().numpy()
         return (np.abs(grad) > limit) & outside
 
@@ -227,16 +236,31 @@ class _Path:
             if self._gram_bytes() > self.memory:
                 self._go_dense()
                 return self._solve_dense(index)
-            resid = self.problems.resid(self.y[..., self.live] - self._fits())
-            train = self.problems.w.T[:, :, None] * resid
-            grad, bound = self._gradient(train)
-            add = self._violators(grad, bound, alpha, train)
+            grad, bound, resid = self._gradient()
+            add = self._violators(grad, bound, alpha, resid)
             if not add.any():
                 break
             dirty = set()
         self.grad, self.alpha_last = grad, alpha
         self._prune(alpha)
-        return resid
+        return self._held_out_residuals() if resid is None else resid
+
+    def _held_out_residuals(self) -> torch.Tensor:
+        """With full Grams, the residuals the CV errors read: each sample's in the problem that
+        holds it out (the others left 0), (m, K + 1, Q_live). For problem k and held-out rows h,
+        (I - H_k)(y~ - X b) = y~ - X b + B (B_T'B_T)^+ (X_T'B_T)' b needs X only at the rows h."""
+        cols, coef = self._stack()
+        out = torch.zeros(self.y[..., self.live].shape, dtype=torch.float64, device=self.dev)
+        for k in range(1, len(self.sets)):
+            rows = self.problems.rows[k - 1]
+            nz = np.flatnonzero(coef[:, k].any(1))
+            out[rows, k] = self.y[rows, k][:, self.live]
+            if len(nz):
+                beta = torch.as_tensor(coef[nz, k], device=self.dev)
+                fit = self.grams.folds[k - 1].matmul_cols(cols[nz], beta)
+                shift = self.grams.cross[k][torch.as_tensor(cols[nz])].T @ beta
+                out[rows, k] += self.problems.basis[rows] @ (self.problems.gram_pinv[k] @ shift) - fit
+        return out
 
     def _solve_sets(self, problems: list, alpha: np.ndarray) -> None:
         """Coordinate descent on each problem (k, q) in `problems`, on the path's threads once the
@@ -256,6 +280,8 @@ class _Path:
         """Drop from each working set the zero coefficients whose gradient is below PRUNE x lambda
         (far from entering): the sets follow the active sets down the path instead of growing."""
         for ws in self._live_sets():
+            if len(ws.cols) == self.design.p:  # every column (full Grams): nothing to drop
+                continue
             j = int(np.searchsorted(self.live, ws.q))
             g = self.grad[ws.cols, ws.k, j]
             self._keep(ws, (ws.beta != 0) | (np.abs(g) >= PRUNE * alpha[ws.k, j]))

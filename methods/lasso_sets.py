@@ -49,19 +49,30 @@ class WorkingSet:
 
 
 class FullGrams:
-    """Every problem's residualised Gram, formed once: (K + 1) p^2 float64."""
+    """Every problem's residualised Gram, formed once: (K + 1) p^2 float64; with them the design
+    of each fold's rows, for the held-out fits."""
 
     def __init__(self, design: MaskDesign, problems, c: np.ndarray) -> None:
-        self.h = problem_grams(design, problems)
+        self.h, self.cross = problem_grams(design, problems)  # cross: X_T' B_T (K + 1, p, G)
         self.c = c  # X~' y~ (p, K + 1, Q)
+        self.folds = [design.row_subset(rows) for rows in problems.rows]  # the held-out rows
 
     @staticmethod
     def bytes_needed(p: int, n_problems: int) -> int:
         return 8 * n_problems * p * p
 
     def extend(self, ws: WorkingSet, new: np.ndarray) -> None:
+        """Add columns `new`; past half of all columns the set becomes every column, its Gram the
+        problem's own (no copy; dense solutions: many small effects)."""
         old = len(ws.cols)
         cols = np.concatenate([ws.cols, new])
+        p = self.h.shape[1]
+        if 2 * len(cols) > p:
+            beta = np.zeros(p)
+            beta[ws.cols] = ws.beta
+            ws.cols, ws.h, ws.beta = np.arange(p), self.h[ws.k], beta
+            ws.c = np.ascontiguousarray(self.c[:, ws.k, ws.q])
+            return
         h = np.empty((len(cols), len(cols)))
         h[:old, :old] = ws.h
         h[:, old:] = self.h[ws.k][np.ix_(cols, new)]
@@ -69,6 +80,22 @@ class FullGrams:
         ws.h, ws.cols = h, cols
         ws.c = np.concatenate([ws.c, self.c[new, ws.k, ws.q]])
         ws.beta = np.concatenate([ws.beta, np.zeros(len(new))])
+
+
+    def gradient(self, live: np.ndarray, stacked) -> tuple[np.ndarray, np.ndarray]:
+        """X~' r = c - H_k b of every live problem (p, K + 1, Q_live) from the stacked nonzero
+        coefficients (columns, values (|U|, K + 1, Q_live)): exact, so the bound is 0."""
+        cols, coef = stacked
+        grad = self.c[:, :, live].copy()
+        for k in range(grad.shape[1]):
+            rows = np.flatnonzero(coef[:, k].any(1))
+            if 4 * len(rows) >= len(grad):  # most columns: the whole Gram, no gather
+                full = np.zeros((len(grad), coef.shape[2]))
+                full[cols[rows]] = coef[rows, k]
+                grad[:, k] -= self.h[k] @ full
+            else:
+                grad[:, k] -= self.h[k][cols[rows]].T @ coef[rows, k]
+        return grad, np.zeros(grad.shape[1:])
 
 
 class DesignGrams:
@@ -104,8 +131,9 @@ class DesignGrams:
 
 
 def problem_grams(design: MaskDesign, problems) -> np.ndarray:
-    """Residualised Grams H_k = X~' X~ over the training rows of every problem (K + 1, p, p): the
-    folds' Grams in one pass over the rows (m p^2 products), each problem's the sum of the others."""
+    """Residualised Grams H_k = X~' X~ over the training rows of every problem (K + 1, p, p) and
+    the products X_T' B_T with the basis (K + 1, p, G): the folds' in one pass over the rows (m p^2
+    products), each problem's the sum of the others."""
     n_folds, p = len(problems.fold_ids), design.p
     grams = torch.zeros((n_folds + 1, p, p), dtype=torch.float64, device=design.device)
     cross = torch.zeros(
@@ -124,4 +152,4 @@ def problem_grams(design: MaskDesign, problems) -> np.ndarray:
         part[1:] = part[0] - part[1:]
     for k in range(n_folds + 1):  # in place: no second (K + 1) p^2 array
         grams[k].addmm_(cross[k] @ problems.gram_pinv[k], cross[k].T, alpha=-1)
-    return grams.cpu().numpy()
+    return grams.cpu().numpy(), cross

@@ -80,13 +80,29 @@ class MaskDesign:
         return bits * self.diff.to(self.dtype)[None, :] + self.b.to(self.dtype)[None, :]
 
     def matmul_cols(self, cols, beta: torch.Tensor) -> torch.Tensor:
-        """X[:, cols] beta for beta (len(cols), R) float64: (m, R) float64, from the 0/1 bits
-        (X_W beta = d * (M_W beta) + b sum(beta)) on a large design."""
+        """X[:, cols] beta for beta (len(cols), R) float64: (m, R) float64, from the 0/1 bits on a
+        large design (X_W beta = d * (M_W beta) + b sum(beta))."""
         cols = torch.as_tensor(cols, device=self.device)
+        if self.cache is not None and 4 * len(cols) >= self.p:  # most columns: no gather
+            full = torch.zeros((self.p, beta.shape[1]), dtype=torch.float64, device=self.device)
+            full[cols] = beta
+            return self.matmul(full)
         if self.cache is not None:
             return (self.cache[cols].T @ beta.to(self.dtype)).double()
         out = (self.bits[cols].to(self.dtype).T @ beta.to(self.dtype)).double()
         return self.diff[:, None] * out + self.b[:, None] * beta.sum(0)[None, :]
+
+    def row_subset(self, rows: torch.Tensor) -> MaskDesign:
+        """The design of the samples `rows` only (a copy of their features or bits)."""
+        sub = object.__new__(MaskDesign)
+        sub.__dict__.update(self.__dict__)
+        sub.m = len(rows)
+        sub.a, sub.b, sub.diff = self.a[rows], self.b[rows], self.diff[rows]
+        if self.cache is not None:
+            sub.cache = self.cache[:, rows].contiguous()
+        else:
+            sub.bits = self.bits[:, rows].contiguous()
+        return sub
 
     def cross(self, cols, new, w: torch.Tensor, basis: torch.Tensor):
         """X[:, cols]' diag(w) X[:, new] (len(cols), len(new)) and X[:, new]' diag(w) basis, float64.
