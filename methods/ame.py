@@ -195,6 +195,10 @@ def fit_ame(
             "threshold": (fit.lam * design.scale * m / col_sq.mean()).tolist(),
             "cv_error": fit.cv_error.tolist(),
             "n_nonzero": np.count_nonzero(fit.coef[:, :n], axis=1).tolist(),
+            "lambda_index": [
+                int(np.flatnonzero(row == lam)[0]) for row, lam in zip(fit.lambdas, fit.lam)
+            ],
+            "lambdas_reached": np.isfinite(fit.cv_curve).sum(1).tolist(),
             "select": select,
             "solver": solver,
             "device": device,

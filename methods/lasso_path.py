@@ -11,16 +11,21 @@ H_T the projection on the unpenalised basis B fitted on T (Frisch-Waugh-Lovell).
   vectors, (I - H_T) v = v - B (B_T'B_T)^+ B_T' v_T, fitted on T and applied to every row, which is
   also how held-out rows are predicted; on Gram matrices it subtracts P (B_T'B_T)^+ P', P = X_T'B_T.
 - The full fit and the K fold fits of all Q responses, R = (K + 1) Q problems, share every product
-  with the whole design: the residuals of all of them go through one X' r, (p x m) @ (m x R).
+  with the whole design: the residuals of all of them go through one X' r, (p x m) @ (m x R), on a
+  large design a bounded product on its int8 bits (MaskDesign.rmatmul_bounded) whose near-threshold
+  columns are re-checked exactly.
 - Working sets (the KKT-checked active-set strategy of glmnet; Tibshirani et al. 2012): each problem
-  keeps its own set W of columns with their Gram X~_W' X~_W, built from a shared cache of feature
-  columns. At each lambda a problem adds the columns whose gradient violates |g_i| <= lambda, is
-  solved on W by scikit-learn's coordinate descent on the Gram (the reference's own solver), and the
-  KKT conditions of every column are checked with the full product; violators join W and the problem
-  is solved again. The work per lambda is the active sets' plus one full gradient.
-- When the active sets' Grams alone would outgrow `memory_mb` (dense solutions: many small
-  effects), every column joins and each problem is solved by FISTA (Beck & Teboulle 2009, with adaptive restart,
-  O'Donoghue & Candes 2015) whose iterations are two products with X, batched over the problems.
+  keeps its own set W of columns with their Gram X~_W' X~_W (methods/lasso_sets.py: looked up in
+  every problem's full Gram when those fit `memory_mb`, else computed from the bits as columns
+  join). At each lambda the columns of the sequential strong rule join W, each problem is solved on
+  W by scikit-learn's coordinate descent on the Gram (the reference's own solver), and the KKT
+  conditions of every column are checked; violators join W and only their problems are solved
+  again. Zero columns far from entering leave W. The work per lambda is the active sets' plus one
+  full gradient (c - H b from the full Grams when that is cheaper).
+- When the active sets' Grams alone outgrow `memory_mb` (dense solutions: many small effects), a
+  small design switches to FISTA (Beck & Teboulle 2009, with adaptive restart, O'Donoghue & Candes
+  2015) whose iterations are two products with X, batched over the problems; a large one stops the
+  path there, as glmnet's pmax does, with a warning, and lambda is chosen among those reached.
 
 Runs on torch: CUDA when asked, the CPU otherwise; products with the design in its `dtype` (float32
 for large designs: exact for the masks), Grams, coefficients and errors in float64.
@@ -28,6 +33,7 @@ for large designs: exact for the masks), Grams, coefficients and errors in float
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -43,6 +49,10 @@ THREADED_SETS = 200  # mean working-set size from which the solves run on severa
 PRUNE = 0.5  # at a full check, working-set columns at zero with |g| < PRUNE * lambda leave the set
 
 
+class OverBudget(Exception):
+    """The working sets' Grams outgrew the memory budget on a design too large for dense mode."""
+
+
 class _Problems:
     """The (K + 1) training-row sets (0: all rows; k: all but fold k) and their residualisation."""
 
@@ -53,7 +63,9 @@ class _Problems:
         w = np.ones((k + 1, len(folds)))
         w[1 + fold_index, np.arange(len(folds))] = 0.0
         self.fold = torch.as_tensor(fold_index, device=device)
-        self.rows = [torch.as_tensor(np.flatnonzero(fold_index == f), device=device) for f in range(k)]
+        self.rows = [
+            torch.as_tensor(np.flatnonzero(fold_index == f), device=device) for f in range(k)
+        ]
         self.w = torch.as_tensor(w, device=device)  # (K + 1, m)
         self.size = self.w.sum(1)  # |T_k|
         self.basis = basis  # (m, G) float64
@@ -234,6 +246,8 @@ class _Path:
                 for ws in self._live_sets():
                     self._keep(ws, ws.beta != 0)
             if self._gram_bytes() > self.memory:
+                if self.design.cache is None:  # too large for FISTA's products: glmnet's pmax stop
+                    raise OverBudget(self._gram_bytes())
                 self._go_dense()
                 return self._solve_dense(index)
             grad, bound, resid = self._gradient()
@@ -259,7 +273,9 @@ class _Path:
                 beta = torch.as_tensor(coef[nz, k], device=self.dev)
                 fit = self.grams.folds[k - 1].matmul_cols(cols[nz], beta)
                 shift = self.grams.cross[k][torch.as_tensor(cols[nz])].T @ beta
-                out[rows, k] += self.problems.basis[rows] @ (self.problems.gram_pinv[k] @ shift) - fit
+                out[rows, k] += (
+                    self.problems.basis[rows] @ (self.problems.gram_pinv[k] @ shift) - fit
+                )
         return out
 
     def _solve_sets(self, problems: list, alpha: np.ndarray) -> None:
@@ -398,7 +414,16 @@ def _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, thre
 
         bar = tqdm(total=n_lambdas, desc="lasso path", leave=False)
     for index in range(n_lambdas):
-        resid = path.solve(index)
+        try:
+            resid = path.solve(index)
+        except OverBudget as over:
+            warnings.warn(
+                f"lasso path stopped at lambda {index + 1} of {n_lambdas}: the active sets' Grams "
+                f"need {over.args[0] / 2**20:.0f} MB, over memory_mb={memory_mb:g}; lambda is "
+                f"chosen among the {index} reached (glmnet's pmax stop)",
+                stacklevel=3,
+            )
+            break
         errors[path.live, :, index] = (resid[held_out] ** 2).T.cpu().numpy()
         history[index] = path.full_fit()
         reached[path.live] = index + 1

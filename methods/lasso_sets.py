@@ -81,7 +81,6 @@ class FullGrams:
         ws.c = np.concatenate([ws.c, self.c[new, ws.k, ws.q]])
         ws.beta = np.concatenate([ws.beta, np.zeros(len(new))])
 
-
     def gradient(self, live: np.ndarray, stacked) -> tuple[np.ndarray, np.ndarray]:
         """X~' r = c - H_k b of every live problem (p, K + 1, Q_live) from the stacked nonzero
         coefficients (columns, values (|U|, K + 1, Q_live)): exact, so the bound is 0."""

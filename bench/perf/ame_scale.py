@@ -114,6 +114,8 @@ def _row(regime, n, k, queries, valuation, metrics) -> dict:
         "auroc": round(metrics["auroc"], 3),
         "sel_precision": round(metrics["sel_precision"], 3),
         "sel_recall": round(metrics["sel_recall"], 3),
+        "lambda_index": int(np.median(valuation.info["lambda_index"])),
+        "lambdas_reached": int(np.max(valuation.info["lambdas_reached"])),
         "device": valuation.info["device"],
     }
 
@@ -138,7 +140,8 @@ def run_one(regime: str, n: int, k: int, queries: int, timeout: float) -> dict:
 def markdown(table: pd.DataFrame) -> str:
     """The README's cost-growth table."""
     cols = ["regime", "n", "m", "queries", "estimate_s", "train_s", "peak_rss_gb", "auroc"]
-    cols += ["sel_precision", "sel_recall", "speedup", "reference_estimate_s", "load_avg"]
+    cols += ["sel_precision", "sel_recall", "lambda_index", "lambdas_reached", "speedup"]
+    cols += ["reference_estimate_s", "load_avg"]
     shown = table[[c for c in cols if c in table]].fillna("")
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += [

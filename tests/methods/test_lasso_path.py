@@ -62,7 +62,7 @@ def test_working_sets_equal_the_reference_on_many_queries(rule, grams):
     float32 (as large designs run) within float32's precision."""
     parts = [games.random_pairwise(300, 60, seed=s) for s in range(2)] + [games.ThresholdGame(300)]
     game = games.MultiQueryGame(parts)
-    args = {"design_args": {"cache_mb": 0}, "memory_mb": 5}
+    args = {"design_args": {"cache_mb": 0}, "memory_mb": 12}  # full Grams: 17 MB
     if grams == "bits32":
         args["design_args"]["dtype"] = torch.float32
     args = args if grams != "full" else {}
@@ -79,6 +79,19 @@ def test_dense_mode_chooses_the_same_lambda():
     reference, path = both_fits(DESIGNS["grid"], game, 600, 2, False, "1se", memory_mb=0.01)
     np.testing.assert_allclose(path.lam, reference.lam, rtol=1e-9)
     assert np.abs(path.coef - reference.coef).max() <= 1e-3 * np.abs(reference.coef).max()
+
+
+def test_a_large_design_over_the_budget_stops_the_path_with_a_warning():
+    """Working sets over memory_mb on a design kept as bits: glmnet's pmax stop, lambda chosen
+    among the lambdas reached, every unreached one at infinite CV error."""
+    game = games.random_pairwise(300, n_pairs=60, seed=1)
+    with pytest.warns(UserWarning, match="lasso path stopped at lambda .* over memory_mb=0.1"):
+        _, path = both_fits(
+            DESIGNS["grid"], game, 450, 6, True, "min", design_args={"cache_mb": 0}, memory_mb=0.1
+        )
+    reached = np.isfinite(path.cv_curve[0]).sum()
+    assert 0 < reached < 100 and np.isinf(path.cv_curve[0, reached:]).all()
+    assert path.lam[0] >= path.lambdas[0, reached - 1]
 
 
 def test_float32_products_on_a_larger_design():
