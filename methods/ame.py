@@ -196,7 +196,8 @@ def fit_ame(
             "cv_error": fit.cv_error.tolist(),
             "n_nonzero": np.count_nonzero(fit.coef[:, :n], axis=1).tolist(),
             "lambda_index": [
-                int(np.flatnonzero(row == lam)[0]) for row, lam in zip(fit.lambdas, fit.lam)
+                int(np.flatnonzero(row == lam)[0])
+                for row, lam in zip(fit.lambdas, fit.lam, strict=True)
             ],
             "lambdas_reached": np.isfinite(fit.cv_curve).sum(1).tolist(),
             "select": select,

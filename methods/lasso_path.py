@@ -199,7 +199,9 @@ class _Path:
             return set()
         cuts = np.flatnonzero(np.diff(k * len(self.live) + j)) + 1
         grown = set()
-        for kk, jj, new in zip(k[np.r_[0, cuts]], j[np.r_[0, cuts]], np.split(cols, cuts)):
+        for kk, jj, new in zip(
+            k[np.r_[0, cuts]], j[np.r_[0, cuts]], np.split(cols, cuts), strict=True
+        ):
             q = int(self.live[jj])
             self.grams.extend(self.sets[kk][q], new)
             self.inside[new, kk, q] = True
