@@ -141,8 +141,10 @@ def markdown(table: pd.DataFrame) -> str:
     """The README's cost-growth table."""
     cols = ["regime", "n", "m", "queries", "estimate_s", "train_s", "peak_rss_gb", "auroc"]
     cols += ["sel_precision", "sel_recall", "lambda_index", "lambdas_reached", "speedup"]
-    cols += ["reference_estimate_s", "load_avg"]
-    shown = table[[c for c in cols if c in table]].fillna("")
+    cols += ["reference_estimate_s", "load_avg", "error"]
+    shown = table[[c for c in cols if c in table]].astype(object)
+    shown = shown.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+    shown = shown.where(table[shown.columns].notna(), "")
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += [
         "| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)

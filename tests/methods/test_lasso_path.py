@@ -159,9 +159,9 @@ print(json.dumps({"grown_mb": (after - before) / 1024, "n": int(valuation.values
 def test_paper_shaped_fit_never_holds_a_dense_float64_design():
     """n = 20,000 players, m = 2,000 samples: the dense float64 design is 2000 x 20000 x 8 B = 320 MB
     and the reference holds it plus a residualised copy per fold and the full fit (>= 7 of them,
-    2.2 GB). The path keeps the masks (40 MB), a column cache and the working sets' Grams, which
-    near the end of this path (supports approaching m) take a few hundred MB: the process must grow
-    by less than two dense designs."""
+    2.2 GB). The path keeps the masks as int8 bits (40 MB) and the working sets' float32 Grams,
+    which near the end of this path (supports approaching m) take a few hundred MB: the process
+    must grow by less than two dense designs."""
     out = subprocess.run([sys.executable, "-c", MEMORY_PROBE], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     probe = json.loads(out.stdout.strip().splitlines()[-1])
