@@ -41,7 +41,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .lasso import BLOCK, PATIENCE, RULES, LassoCV, choose, lambda_grid
-from .lasso_sets import CD_TOL, DesignGrams, FullGrams, WorkingSet
+from .lasso_sets import CD_TOL, DesignGrams, FullGrams, WorkingSet, _threads
 from .mask_design import MaskDesign
 
 FISTA_MAX_ITER = 5000
@@ -76,20 +76,6 @@ class _Problems:
         """(I - H_Tk) v_k for v (m, K + 1, Q): the basis fit on training rows, applied to all rows."""
         coef = self.gram_pinv @ torch.einsum("mg,km,mkq->kgq", self.basis, self.w, v)
         return v - torch.einsum("mg,kgq->mkq", self.basis, coef)
-
-
-class _threads:
-    """`with _threads(n):` torch runs on n threads inside the block."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __enter__(self) -> None:
-        self.old = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc) -> None:
-        torch.set_num_threads(self.old)
 
 
 def _soft(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -138,9 +124,10 @@ class _Path:
         Grams and few active columns per sample, c - H b (exact); otherwise from the residuals,
         one bounded product with the design (MaskDesign.rmatmul_bounded)."""
         if self.full_gram:
-            active = [np.flatnonzero(self._stack()[1][:, k].any(1)) for k in range(len(self.sets))]
-            if sum(map(len, active)) * len(self.live) <= self.design.m * len(self._live_sets()):
-                return (*self.grams.gradient(self.live, self._stack()), None)
+            cols, coef = self._stack()
+            active = int(coef.any(2).sum())  # sum over problems k of their active columns
+            if active * len(self.live) <= self.design.m * len(self._live_sets()):
+                return (*self.grams.gradient(self.live, cols, coef), None)
         resid = self.problems.resid(self.y[..., self.live] - self._fits())
         train = self.problems.w.T[:, :, None] * resid
         with _threads(self.threads):

@@ -19,6 +19,20 @@ CD_TOL, CD_MAX_ITER = 1e-6, 5000  # the reference's coordinate descent settings 
 _UNUSED_RNG = np.random.RandomState(0)  # coordinate descent runs cyclic: the generator is not drawn
 
 
+class _threads:
+    """`with _threads(n):` torch runs on n threads inside the block."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        self.old = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.old)
+
+
 class WorkingSet:
     """One LASSO (training rows of problem k, response q) on columns `cols`: their residualised
     Gram h, correlations c = X~_W' y~, coefficients beta, basis products pb = X_W' diag(w_k) B."""
@@ -81,10 +95,9 @@ class FullGrams:
         ws.c = np.concatenate([ws.c, self.c[new, ws.k, ws.q]])
         ws.beta = np.concatenate([ws.beta, np.zeros(len(new))])
 
-    def gradient(self, live: np.ndarray, stacked) -> tuple[np.ndarray, np.ndarray]:
+    def gradient(self, live: np.ndarray, cols, coef) -> tuple[np.ndarray, np.ndarray]:
         """X~' r = c - H_k b of every live problem (p, K + 1, Q_live) from the stacked nonzero
-        coefficients (columns, values (|U|, K + 1, Q_live)): exact, so the bound is 0."""
-        cols, coef = stacked
+        coefficients (columns `cols`, values `coef` (|U|, K + 1, Q_live)): exact, bound 0."""
         grad = self.c[:, :, live].copy()
         for k in range(grad.shape[1]):
             rows = np.flatnonzero(coef[:, k].any(1))
@@ -110,13 +123,8 @@ class DesignGrams:
         """Add columns `new` with their Gram entries over the problem's training rows."""
         old = len(ws.cols)
         cols = np.concatenate([ws.cols, new])
-        torch_threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            w = self.problems.w[ws.k]
-            cross, pb_new = self.design.cross(cols, new, w, self.problems.basis)
-        finally:
-            torch.set_num_threads(torch_threads)
+        with _threads(self.threads):
+            cross, pb_new = self.design.cross(cols, new, self.problems.w[ws.k], self.problems.basis)
         pb = torch.cat([torch.as_tensor(ws.pb, device=cross.device), pb_new])
         cross -= pb @ (self.problems.gram_pinv[ws.k] @ pb_new.T)
         cross = cross.cpu().numpy()
