@@ -206,6 +206,14 @@ def _cmd_html(args) -> int:
     return 0
 
 
+def _add_sources(p) -> None:
+    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+
+
+def _add_alpha(p) -> None:
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+
+
 def _add_leaderboard(sub) -> None:
     p = sub.add_parser(
         "leaderboard",
@@ -215,9 +223,9 @@ def _add_leaderboard(sub) -> None:
         "(paired Wilcoxon tests), statistics.md (Friedman, Iman-Davenport, Nemenyi CD), jobs.csv "
         "(the job rows) and cd.{png,pdf} and cost_quality.{png,pdf} (see valbench.report.leaderboard).",
     )
-    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    _add_sources(p)
     p.add_argument("-o", "--output", required=True, help="folder for the tables and figures")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    _add_alpha(p)
     p.add_argument("--width", choices=("single", "double"), default="double")
     p.set_defaults(func=_cmd_leaderboard)
 
@@ -229,10 +237,10 @@ def _add_html(sub) -> None:
         description="Writes OUTPUT (its folder is made when missing): sortable tables, figures "
         "embedded as data URIs, per job its config, seed, versions, device and cost; no network.",
     )
-    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    _add_sources(p)
     p.add_argument("-o", "--output", required=True, help="the page, e.g. report.html")
     p.add_argument("--title", help="page title (default: valbench: SOURCE)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    _add_alpha(p)
     p.set_defaults(func=_cmd_html)
 
 
@@ -281,7 +289,7 @@ def _add_sv_error(sub) -> None:
         "the reference job of its seed and problem (see valbench.report.sv_error); writes DIR/sv_error_jobs.csv, "
         "DIR/sv_error.{csv,md} (mean ± 95% CI over seeds per method x budget) and DIR/sv_error.{png,pdf}.",
     )
-    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    _add_sources(p)
     p.add_argument(
         "--reference",
         help="the reference method (default: the records' sv_reference key, else sv_reference)",
@@ -306,7 +314,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_collect)
 
     p = sub.add_parser("table", help="mean ± std over seeds per method x setting")
-    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    _add_sources(p)
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of Markdown")
     p.add_argument(
         "--metrics",
@@ -317,7 +325,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_table)
 
     p = sub.add_parser("plot", help="paper figures (PNG and PDF)")
-    p.add_argument("sources", nargs="+", help="a collected .parquet/.csv, or record folders")
+    _add_sources(p)
     p.add_argument("-o", "--output", help="folder for the figures (default: beside the table)")
     p.add_argument("--width", choices=("auto", "single", "double"), default="auto")
     p.add_argument(
