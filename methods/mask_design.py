@@ -11,10 +11,15 @@ of at most `cache_mb` megabytes of features is built once in `dtype`, transposed
 one product each). A larger one keeps its masks as int8 bits, transposed (one contiguous row per column, so
 that a working set's columns are a row gather), and forms products in blocks of `block_mb` MB of
 features in `dtype`. The full gradient X' r of the LASSO path's KKT checks also has a fast bounded
-form on the bits: r split into int8 digits, multiplied exactly in int32 (`torch._int_mm`).
+form on the bits: r split into int8 digits, multiplied exactly in int32 (`torch._int_mm`), used
+where int8 products are measured to beat the float ones (CPUs with AVX512-VNNI or AMX; on AVX2
+alone torch's int8 kernel is ~30x slower than float32).
 """
 
 from __future__ import annotations
+
+import time
+from functools import cache
 
 import numpy as np
 import torch
@@ -22,8 +27,33 @@ import torch
 DIGITS = 2  # int8 digits of the fast X' r: about 14 bits of the residuals, the rest in the bound
 
 
+@cache
+def int8_products_pay() -> bool:
+    """Whether DIGITS int8 products (`torch._int_mm`) of 0/1 bits beat converting them to float32
+    and one float product on this CPU, timed once per process on a (2048 x 1024) block."""
+    bits = torch.randint(0, 2, (2048, 1024), dtype=torch.int8)
+    digits = torch.randint(-127, 128, (1024, 64), dtype=torch.int8)
+    floats = digits.float()
+
+    def best(product) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    try:
+        int8 = DIGITS * best(lambda: torch._int_mm(bits, digits))
+    except (RuntimeError, AttributeError):  # no int8 products in this build
+        return False
+    return int8 < best(lambda: bits.float() @ floats)
+
+
 class MaskDesign:
-    """X (m, p) with p = the summed widths of `masks` (each (m, n_i) bool), rows coded by a, b (m,)."""
+    """X (m, p) with p = the summed widths of `masks` (each (m, n_i) bool), rows coded by a, b (m,).
+    `int8`: whether a design kept as bits forms the bounded X' r by int8 products (None: where
+    `int8_products_pay`)."""
 
     def __init__(
         self,
@@ -35,6 +65,7 @@ class MaskDesign:
         dtype: torch.dtype = torch.float64,
         block_mb: float = 64,
         cache_mb: float = 128,
+        int8: bool | None = None,
     ) -> None:
         self.m = len(a)
         if any(mk.shape[0] != self.m for mk in masks):
@@ -58,7 +89,9 @@ class MaskDesign:
                     block = torch.as_tensor(np.ascontiguousarray(mk[:, lo:hi].T), device=device)
                     self.bits[start + lo : start + hi] = block
                 start += mk.shape[1]
-        self.fast = self.bits is not None and self.device.type == "cpu"  # int8 products: CPU
+        if int8 is None:  # int8 products: on the CPU, where they pay
+            int8 = self.device.type == "cpu" and self.bits is not None and int8_products_pay()
+        self.fast = self.bits is not None and self.device.type == "cpu" and int8
 
     def _code(self, bits: torch.Tensor) -> torch.Tensor:
         """Features (m, w) in dtype from bool masks (m, w)."""

@@ -62,7 +62,7 @@ def test_working_sets_equal_the_reference_on_many_queries(rule, grams):
     float32 (as large designs run) within float32's precision."""
     parts = [games.random_pairwise(300, 60, seed=s) for s in range(2)] + [games.ThresholdGame(300)]
     game = games.MultiQueryGame(parts)
-    args = {"design_args": {"cache_mb": 0}, "memory_mb": 12}  # full Grams: 17 MB
+    args = {"design_args": {"cache_mb": 0, "int8": True}, "memory_mb": 12}  # full Grams: 17 MB
     if grams == "bits32":
         args["design_args"]["dtype"] = torch.float32
     args = args if grams != "full" else {}
