@@ -22,7 +22,8 @@ H_T the projection on the unpenalised basis B fitted on T (Frisch-Waugh-Lovell).
   conditions of every column are checked; violators join W and only their problems are solved
   again. Zero columns far from entering leave W. The work per lambda is the active sets' plus one
   full gradient (c - H b from the full Grams when that is cheaper).
-- When the active sets' Grams alone outgrow `memory_mb` (dense solutions: many small effects), a
+- When the working sets' Grams outgrow `memory_mb`, the sets are cut to their active columns, once;
+  when they outgrow it again, or the active sets alone do (dense solutions: many small effects), a
   small design switches to FISTA (Beck & Teboulle 2009, with adaptive restart, O'Donoghue & Candes
   2015) whose iterations are two products with X, batched over the problems; a large one stops the
   path there, as glmnet's pmax does, with a warning, and lambda is chosen among those reached.
@@ -111,6 +112,7 @@ class _Path:
                 self.grams = FullGrams(design, problems, self.c_np)
         else:
             self.grams = DesignGrams(design, problems, self.c_np, threads)
+        self.pruned = False  # the working sets were cut to their active columns at the budget
         self.beta_dense = None  # (p, K + 1, Q_live) once every column is in (dense mode)
         self.step = None
 
@@ -231,10 +233,12 @@ class _Path:
         while True:
             dirty |= self._extend(add)
             self._solve_sets(sorted(dirty), alpha)
-            if self._gram_bytes() > self.memory:  # keep only the active columns, if that is enough
+            over = self._gram_bytes() > self.memory
+            if over and not self.pruned:  # once: keep only the active columns, if that is enough
                 for ws in self._live_sets():
                     self._keep(ws, ws.beta != 0)
-            if self._gram_bytes() > self.memory:
+                self.pruned, over = True, self._gram_bytes() > self.memory
+            if over:  # a second time (pruning again would only churn) or pruning was not enough
                 if self.design.cache is None:  # too large for FISTA's products: glmnet's pmax stop
                     raise OverBudget(self._gram_bytes())
                 self._go_dense()

@@ -77,6 +77,7 @@ class MaskDesign:
         self.diff = self.a - self.b
         self.block_bytes = int(block_mb * 2**20)
         self.cache, self.bits = None, None
+        self._scratch = [None, None]  # float buffers the bits are converted into (_floats)
         if self.m * self.p * torch.finfo(dtype).bits // 8 <= cache_mb * 2**20:
             codes = [self._code(torch.as_tensor(mk, device=device)) for mk in masks]
             self.cache = torch.cat(codes, 1).T.contiguous()  # (p, m): a column is a row
@@ -92,6 +93,14 @@ class MaskDesign:
         if int8 is None:  # int8 products: on the CPU, where they pay
             int8 = self.device.type == "cpu" and self.bits is not None and int8_products_pay()
         self.fast = self.bits is not None and self.device.type == "cpu" and int8
+
+    def _floats(self, bits: torch.Tensor, slot: int = 0) -> torch.Tensor:
+        """0/1 `bits` (int8) in dtype, copied into scratch buffer `slot` and valid until its next
+        use: a fresh tensor per block would cost page faults (about half of X' r's time)."""
+        buf = self._scratch[slot]
+        if buf is None or buf.numel() < bits.numel():
+            buf = self._scratch[slot] = torch.empty(bits.numel(), dtype=self.dtype, device=self.device)
+        return buf[: bits.numel()].view(bits.shape).copy_(bits)
 
     def _code(self, bits: torch.Tensor) -> torch.Tensor:
         """Features (m, w) in dtype from bool masks (m, w)."""
@@ -122,7 +131,7 @@ class MaskDesign:
             return self.matmul(full)
         if self.cache is not None:
             return (self.cache[cols].T @ beta.to(self.dtype)).double()
-        out = (self.bits[cols].to(self.dtype).T @ beta.to(self.dtype)).double()
+        out = (self._floats(self.bits[cols]).T @ beta.to(self.dtype)).double()
         return self.diff[:, None] * out + self.b[:, None] * beta.sum(0)[None, :]
 
     def row_subset(self, rows: torch.Tensor) -> MaskDesign:
@@ -145,8 +154,8 @@ class MaskDesign:
             x, x_new = self.cache[torch.as_tensor(cols)], self.cache[torch.as_tensor(new)]
             x_new = x_new * w.to(self.dtype)[None, :]
             return (x @ x_new.T).double(), x_new.double() @ basis
-        bits = self.bits[torch.as_tensor(cols, device=self.device)].to(self.dtype)
-        bits_new = self.bits[torch.as_tensor(new, device=self.device)].to(self.dtype)
+        bits = self._floats(self.bits[torch.as_tensor(cols, device=self.device)])
+        bits_new = self._floats(self.bits[torch.as_tensor(new, device=self.device)], slot=1)
         wdb = (w * self.diff * self.b).to(self.dtype)
         main = (bits @ (bits_new * (w * self.diff**2).to(self.dtype)[None, :]).T).double()
         mv = (bits @ wdb).double()
@@ -174,7 +183,7 @@ class MaskDesign:
         w = (self.diff[:, None] * r).to(self.dtype)
         out = torch.empty((self.p, r.shape[1]), dtype=torch.float64, device=self.device)
         for cols in self._blocks():
-            out[cols] = (self.bits[cols].to(self.dtype) @ w).double()
+            out[cols] = (self._floats(self.bits[cols]) @ w).double()
         return out + (self.b @ r)[None, :]
 
     def rmatmul_bounded(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,7 +212,7 @@ class MaskDesign:
             return (self.cache.T @ beta.to(self.dtype)).double()
         out = torch.zeros((self.m, beta.shape[1]), dtype=torch.float64, device=self.device)
         for cols in self._blocks():
-            out += (self.bits[cols].T.to(self.dtype) @ beta[cols].to(self.dtype)).double()
+            out += (self._floats(self.bits[cols]).T @ beta[cols].to(self.dtype)).double()
         return self.diff[:, None] * out + self.b[:, None] * beta.sum(0)[None, :]
 
     def squared_norms(self) -> torch.Tensor:
