@@ -1,4 +1,4 @@
-"""From config to run: compose configs, build the Problem (data, truth, model spec, game), build methods."""
+"""From config to run: compose configs, build the Problem (data, truth, model config, game), build methods."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def build_problem(cfg: DictConfig) -> Problem:
         progress=bool(cfg.get("progress", True)),
         seed=int(cfg.seed),
     )
-    return Problem(split, truth, _plain(cfg.model), game, _plain(cfg))
+    return Problem(split, truth, model_config=_plain(cfg.model), game=game, config=_plain(cfg))
 
 
 def load_problem(

@@ -187,10 +187,11 @@ class PresampledMethod(Method, Protocol):
 
 @dataclass
 class Problem:
-    """One run's data and game: the split, what was planted, the model spec and the utility game."""
+    """One run's data and game: the split, what was planted, the model's config (the conf/model/
+    keys, e.g. {"name": "logreg", ...}, not a trained model) and the utility game."""
 
     split: Split
     truth: Truth
-    model: dict
+    model_config: dict
     game: Game
     config: dict = field(default_factory=dict)

@@ -38,19 +38,14 @@ from scipy.special import expit, logit
 from valbench.types import Game, Problem, TrainableGame, Valuation, evaluate
 
 from .base import BaseMethod
-from .common import (
-    Stopwatch,
-    as_columns,
-    bernoulli_masks,
-    check_budget,
-    check_players,
-    per_query,
-    rng_for,
-)
+from .checks import check_budget, check_players
 from .knockoffs import KNOCKOFFS, knockoff_select
 from .lasso import RULES, lasso_cv
 from .lasso_path import lasso_cv_path
 from .mask_design import MaskDesign
+from .queries import as_columns, per_query
+from .sampling import bernoulli_masks, rng_for
+from .timing import Stopwatch
 
 MIN_SAMPLES_PER_FOLD = 10
 

@@ -18,16 +18,10 @@ import numpy as np
 from valbench.types import Game, Problem, Valuation, evaluate
 
 from .base import BaseMethod
-from .common import (
-    MAX_ROWS,
-    Stopwatch,
-    as_columns,
-    bernoulli_masks,
-    check_budget,
-    check_players,
-    per_query,
-    rng_for,
-)
+from .checks import check_budget, check_players
+from .queries import as_columns, per_query
+from .sampling import MAX_ROWS, bernoulli_masks, rng_for
+from .timing import Stopwatch
 
 # Below this many samples some point may, by chance, sit in (or out of) fewer than two of them
 # (probability < n * m * 2^-(m-1), about 1e-8 for n = 10^6 points at m = 64).

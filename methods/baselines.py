@@ -5,7 +5,7 @@ from __future__ import annotations
 from valbench.types import Game, Problem, Valuation, n_queries
 
 from .base import BaseMethod
-from .common import rng_for
+from .sampling import rng_for
 
 
 class RandomValues(BaseMethod):

@@ -19,8 +19,10 @@ from tqdm.auto import tqdm
 from valbench.types import Game, Problem, Valuation, shows_progress
 
 from .base import BaseMethod
-from .common import Stopwatch, check_int, require_problem, rng_for
+from .checks import check_int, require_problem
 from .final_model import check_differentiable, problem_engine
+from .sampling import rng_for
+from .timing import Stopwatch
 
 
 def bootstrap_counts(n: int, n_models: int, rng: np.random.Generator) -> np.ndarray:

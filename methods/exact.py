@@ -18,7 +18,10 @@ from scipy.special import comb
 from valbench.types import Game, Problem, Valuation, evaluate
 
 from .base import BaseMethod
-from .common import MAX_ROWS, Stopwatch, as_columns, check_budget, check_players, per_query
+from .checks import check_budget, check_players
+from .queries import as_columns, per_query
+from .sampling import MAX_ROWS
+from .timing import Stopwatch
 
 MAX_PLAYERS = 16
 

@@ -75,7 +75,7 @@ class BinomialLogreg(MLP):
 
 def check_differentiable(problem: Problem, method: str) -> None:
     """A clear error, before any training, when the problem's model is not a torch model."""
-    name = (problem.model or {}).get("name")
+    name = (problem.model_config or {}).get("name")
     if name not in ARCH_KEYS:
         raise ValueError(
             f"{method} needs a differentiable torch model that the engine trains "
@@ -86,7 +86,7 @@ def check_differentiable(problem: Problem, method: str) -> None:
 
 def check_checkpoints(problem: Problem) -> None:
     """A clear error, before any training, when the problem's model has no training trajectory."""
-    if problem.model["name"] == "logreg":
+    if problem.model_config["name"] == "logreg":
         raise ValueError(
             "checkpoints need a model trained by optimiser steps (mlp, cnn, resnet9): logreg is "
             "solved by L-BFGS; model=mlp model.widths=[] is logistic regression trained by SGD/Adam"
@@ -98,7 +98,7 @@ def problem_engine(problem: Problem) -> Engine:
     if isinstance(problem.game, EngineGame):
         return problem.game.engine
     seed = int((problem.config or {}).get("seed", 0))
-    return engine_for(problem.model, problem.split, "auto", seed)
+    return engine_for(problem.model_config, problem.split, "auto", seed)
 
 
 def objective_decay(engine: Engine, module: nn.Module) -> dict[str, float]:

@@ -35,11 +35,13 @@ from valbench.types import Game, Problem, Valuation, shows_progress
 
 from .agreement import agreement
 from .base import BaseMethod
-from .common import Stopwatch, check_int, require_problem, rng_for
+from .checks import check_int, require_problem
 from .final_model import FinalModel, check_differentiable, train_final_model
 from .gradients import GradCos, GradDot, GradientMethod, TracIn
 from .influence import Influence
+from .sampling import rng_for
 from .targets import check_target, evaluation_points, resolve_target
+from .timing import Stopwatch
 
 # The gradient methods `compare` takes, by config name (their configs' defaults are their __init__'s).
 COMPARABLE = {"grad_dot": GradDot, "grad_cos": GradCos, "tracin": TracIn, "influence": Influence}

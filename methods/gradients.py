@@ -19,9 +19,10 @@ from torch.func import grad, vmap
 from valbench.types import Game, Problem, Valuation
 
 from .base import BaseMethod
-from .common import Stopwatch, check_int, require_problem
+from .checks import check_int, require_problem
 from .final_model import FinalModel, check_checkpoints, check_differentiable, train_final_model
 from .targets import check_target, evaluation_points, resolve_target
+from .timing import Stopwatch
 
 BLOCK_FLOATS = 2**25  # floats per block of per-sample gradients (256 MiB in float64)
 

@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, jvp, vmap
 
-from .common import check_int, rng_for
+from .checks import check_int
 from .final_model import FinalModel, problem_engine
 from .gradients import GradientMethod, as_params, as_vector, attribute
+from .sampling import rng_for
 
 log = logging.getLogger(__name__)
 SOLVERS = ("explicit", "cg", "lissa")

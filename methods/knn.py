@@ -22,9 +22,10 @@ import torch
 from valbench.types import Game, Problem, Valuation
 
 from .base import BaseMethod
-from .common import Stopwatch, check_int, require_problem
+from .checks import check_int, require_problem
 from .final_model import FinalModel, check_differentiable, train_final_model
 from .targets import check_target, evaluation_points, resolve_target
+from .timing import Stopwatch
 
 EMBEDDINGS = ("raw", "model")
 BLOCK = 256  # evaluation points per block of the distance matrix

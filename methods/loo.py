@@ -7,7 +7,8 @@ import numpy as np
 from valbench.types import Game, Problem, Valuation, evaluate
 
 from .base import BaseMethod
-from .common import Stopwatch, check_budget
+from .checks import check_budget
+from .timing import Stopwatch
 
 
 class LeaveOneOut(BaseMethod):

@@ -24,21 +24,10 @@ from tqdm.auto import tqdm
 from valbench.types import Game, Problem, Valuation, evaluate
 
 from .base import BaseMethod
-from .common import (
-    MAX_ROWS,
-    Stopwatch,
-    as_columns,
-    check_budget,
-    check_players,
-    per_query,
-    rng_for,
-)
-
-
-def prefix_masks(perms: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Masks (G * len(sizes), n) of the prefixes of sizes `sizes` of each permutation in perms (G, n)."""
-    ranks = np.argsort(perms, axis=1)  # ranks[g, i] = position of player i in permutation g
-    return (ranks[:, None, :] < sizes[None, :, None]).reshape(-1, perms.shape[1])
+from .checks import check_budget, check_players
+from .queries import as_columns, per_query
+from .sampling import MAX_ROWS, prefix_masks, rng_for
+from .timing import Stopwatch
 
 
 def scatter_marginals(perms: np.ndarray, prefix: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -301,18 +301,14 @@ def _add_sv_error(sub) -> None:
     p.set_defaults(func=_cmd_sv_error)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="valbench-report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_collect(sub) -> None:
     p = sub.add_parser("collect", help="job records -> one table (parquet and CSV)")
     p.add_argument("dirs", nargs="+", help="sweep or job folders")
     p.add_argument("-o", "--output", required=True, help="writes OUTPUT.parquet and OUTPUT.csv")
     p.set_defaults(func=_cmd_collect)
 
+
+def _add_table(sub) -> None:
     p = sub.add_parser("table", help="mean ± std over seeds per method x setting")
     _add_sources(p)
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of Markdown")
@@ -324,6 +320,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="also write OUTPUT.md and OUTPUT.tex")
     p.set_defaults(func=_cmd_table)
 
+
+def _add_plot(sub) -> None:
     p = sub.add_parser("plot", help="paper figures (PNG and PDF)")
     _add_sources(p)
     p.add_argument("-o", "--output", help="folder for the figures (default: beside the table)")
@@ -333,10 +331,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_plot)
 
-    _add_check(sub)
 
-    _add_sv_error(sub)
-
+def _add_agreement(sub) -> None:
     p = sub.add_parser(
         "agreement", help="agreement of attributions with the further-training gold standard"
     )
@@ -349,6 +345,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="also write the table to this Markdown file")
     p.set_defaults(func=_cmd_agreement)
 
+
+def _add_readme(sub) -> None:
     p = sub.add_parser(
         "readme",
         help="copy each committed results table into its README block",
@@ -359,6 +357,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", default="README.md", help="default: %(default)s")
     p.add_argument("--check", action="store_true", help="only report blocks that differ (exit 1)")
     p.set_defaults(func=_cmd_readme)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="valbench-report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_collect(sub)
+    _add_table(sub)
+    _add_plot(sub)
+    _add_check(sub)
+    _add_sv_error(sub)
+    _add_agreement(sub)
+    _add_readme(sub)
     _add_leaderboard(sub)
     _add_html(sub)
     return parser

@@ -30,7 +30,7 @@ SMALL = [
 def test_public_api_end_to_end():
     problem = valbench.load_problem("digits", "mislabel", overrides=SMALL[1:])
     assert problem.split.n_train == 80 and problem.truth.n_planted == 8
-    assert problem.model["name"] == "logreg" and problem.game.n_players == 80
+    assert problem.model_config["name"] == "logreg" and problem.game.n_players == 80
     loo = valbench.make_method("loo").value(problem.game, seed=0, problem=problem)
     assert loo.values.shape == (80,) and loo.n_evals == 81
     metrics = valbench.score(loo, problem.truth)

@@ -12,10 +12,10 @@ import torch
 
 from valbench import games
 from valbench.methods.ame import AME, AMESV, GridDesign, RangeDesign, ShapleyDesign, draw_samples
-from valbench.methods.common import bernoulli_masks, rng_for
 from valbench.methods.lasso import lasso_cv
 from valbench.methods.lasso_path import lasso_cv_path
 from valbench.methods.mask_design import MaskDesign
+from valbench.methods.sampling import bernoulli_masks, rng_for
 
 DESIGNS = {
     "grid": GridDesign([0.2, 0.4, 0.6, 0.8]),
