@@ -184,23 +184,31 @@ def fit_ame(
         selected=None if selected is None else per_query(selected, single),
         n_evals=m,
         seconds=t.seconds,
-        info={
-            "scale": design.scale,
-            "lambda": fit.lam.tolist(),
-            "threshold": (fit.lam * design.scale * m / col_sq.mean()).tolist(),
-            "cv_error": fit.cv_error.tolist(),
-            "n_nonzero": np.count_nonzero(fit.coef[:, :n], axis=1).tolist(),
-            "lambda_index": [
-                int(np.flatnonzero(row == lam)[0])
-                for row, lam in zip(fit.lambdas, fit.lam, strict=True)
-            ],
-            "lambdas_reached": np.isfinite(fit.cv_curve).sum(1).tolist(),
+        info=_info(fit, design, m, n, col_sq)
+        | {
             "select": select,
             "solver": solver,
             "device": device,
             "seconds_estimate": t_fit.seconds,
-        },
+        },  # fmt: skip
     )
+
+
+def _info(fit, design, m: int, n: int, col_sq: np.ndarray) -> dict:
+    """The fit's record: lambda (and the value threshold it implies), CV error, support size,
+    where on the path lambda was chosen and how far the path ran."""
+    return {
+        "scale": design.scale,
+        "lambda": fit.lam.tolist(),
+        "threshold": (fit.lam * design.scale * m / col_sq.mean()).tolist(),
+        "cv_error": fit.cv_error.tolist(),
+        "n_nonzero": np.count_nonzero(fit.coef[:, :n], axis=1).tolist(),
+        "lambda_index": [
+            int(np.flatnonzero(row == lam)[0])
+            for row, lam in zip(fit.lambdas, fit.lam, strict=True)
+        ],
+        "lambdas_reached": np.isfinite(fit.cv_curve).sum(1).tolist(),
+    }
 
 
 def _stored_only(game, p, masks, fakes, cv_folds: int, method: str):

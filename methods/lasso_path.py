@@ -42,7 +42,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .lasso import BLOCK, PATIENCE, RULES, LassoCV, choose, lambda_grid
-from .lasso_sets import CD_TOL, DesignGrams, FullGrams, WorkingSet, _threads
+from .lasso_sets import CD_TOL, DesignGrams, FullGrams, Problems, WorkingSet, _threads
 from .mask_design import MaskDesign
 
 FISTA_MAX_ITER = 5000
@@ -52,31 +52,6 @@ PRUNE = 0.5  # at a full check, working-set columns at zero with |g| < PRUNE * l
 
 class OverBudget(Exception):
     """The working sets' Grams outgrew the memory budget on a design too large for dense mode."""
-
-
-class _Problems:
-    """The (K + 1) training-row sets (0: all rows; k: all but fold k) and their residualisation."""
-
-    def __init__(self, basis: torch.Tensor, folds: np.ndarray, device) -> None:
-        self.fold_ids = np.unique(folds)
-        k = len(self.fold_ids)
-        fold_index = np.searchsorted(self.fold_ids, folds)
-        w = np.ones((k + 1, len(folds)))
-        w[1 + fold_index, np.arange(len(folds))] = 0.0
-        self.fold = torch.as_tensor(fold_index, device=device)
-        self.rows = [
-            torch.as_tensor(np.flatnonzero(fold_index == f), device=device) for f in range(k)
-        ]
-        self.w = torch.as_tensor(w, device=device)  # (K + 1, m)
-        self.size = self.w.sum(1)  # |T_k|
-        self.basis = basis  # (m, G) float64
-        gram = torch.einsum("mg,km,mh->kgh", basis, self.w, basis)
-        self.gram_pinv = torch.linalg.pinv(gram)  # (K + 1, G, G)
-
-    def resid(self, v: torch.Tensor) -> torch.Tensor:
-        """(I - H_Tk) v_k for v (m, K + 1, Q): the basis fit on training rows, applied to all rows."""
-        coef = self.gram_pinv @ torch.einsum("mg,km,mkq->kgq", self.basis, self.w, v)
-        return v - torch.einsum("mg,kgq->mkq", self.basis, coef)
 
 
 def _soft(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -393,7 +368,7 @@ def lasso_cv_path(
 
 def _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, threads) -> LassoCV:
     dev = design.device
-    problems = _Problems(torch.as_tensor(basis, dtype=torch.float64, device=dev), folds, dev)
+    problems = Problems(torch.as_tensor(basis, dtype=torch.float64, device=dev), folds, dev)
     y_t = torch.as_tensor(y, dtype=torch.float64, device=dev)
     path = _Path(design, y_t, problems, n_lambdas, memory_mb, threads)
     m, n_queries = y.shape

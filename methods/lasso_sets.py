@@ -1,6 +1,7 @@
 """Working sets of the LASSO path (methods/lasso_path.py): one LASSO on its own columns with their
 residualised Gram, solved by scikit-learn's coordinate descent on the Gram (the solver of the
-reference, methods/lasso.py, with its settings), and the two places a working set's Gram comes from:
+reference, methods/lasso.py, with its settings), the (K + 1) problems' training rows and
+residualisation (Problems), and the two places a working set's Gram comes from:
 
 - FullGrams: every problem's residualised Gram H_k = X~_k' X~_k (K + 1, p, p), formed once when it
   fits the memory budget; a working set's Gram is then a lookup.
@@ -31,6 +32,31 @@ class _threads:
 
     def __exit__(self, *exc) -> None:
         torch.set_num_threads(self.old)
+
+
+class Problems:
+    """The (K + 1) training-row sets (0: all rows; k: all but fold k) and their residualisation."""
+
+    def __init__(self, basis: torch.Tensor, folds: np.ndarray, device) -> None:
+        self.fold_ids = np.unique(folds)
+        k = len(self.fold_ids)
+        fold_index = np.searchsorted(self.fold_ids, folds)
+        w = np.ones((k + 1, len(folds)))
+        w[1 + fold_index, np.arange(len(folds))] = 0.0
+        self.fold = torch.as_tensor(fold_index, device=device)
+        self.rows = [
+            torch.as_tensor(np.flatnonzero(fold_index == f), device=device) for f in range(k)
+        ]
+        self.w = torch.as_tensor(w, device=device)  # (K + 1, m)
+        self.size = self.w.sum(1)  # |T_k|
+        self.basis = basis  # (m, G) float64
+        gram = torch.einsum("mg,km,mh->kgh", basis, self.w, basis)
+        self.gram_pinv = torch.linalg.pinv(gram)  # (K + 1, G, G)
+
+    def resid(self, v: torch.Tensor) -> torch.Tensor:
+        """(I - H_Tk) v_k for v (m, K + 1, Q): the basis fit on training rows, applied to all rows."""
+        coef = self.gram_pinv @ torch.einsum("mg,km,mkq->kgq", self.basis, self.w, v)
+        return v - torch.einsum("mg,kgq->mkq", self.basis, coef)
 
 
 class WorkingSet:

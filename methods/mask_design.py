@@ -99,7 +99,9 @@ class MaskDesign:
         use: a fresh tensor per block would cost page faults (about half of X' r's time)."""
         buf = self._scratch[slot]
         if buf is None or buf.numel() < bits.numel():
-            buf = self._scratch[slot] = torch.empty(bits.numel(), dtype=self.dtype, device=self.device)
+            buf = self._scratch[slot] = torch.empty(
+                bits.numel(), dtype=self.dtype, device=self.device
+            )
         return buf[: bits.numel()].view(bits.shape).copy_(bits)
 
     def _code(self, bits: torch.Tensor) -> torch.Tensor:
