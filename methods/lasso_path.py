@@ -34,6 +34,8 @@ for large designs: exact for the masks), Grams, coefficients and errors in float
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -52,6 +54,15 @@ PRUNE = 0.5  # at a full check, working-set columns at zero with |g| < PRUNE * l
 
 class OverBudget(Exception):
     """The working sets' Grams outgrew the memory budget on a design too large for dense mode."""
+
+
+def _release_free_memory() -> None:
+    """Hand the allocator's free pages back to the system (glibc's malloc_trim): working-set Grams
+    are freed and reallocated at growing sizes, and their holes would otherwise stay resident."""
+    libc = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    if trim is not None:
+        trim(0)
 
 
 def _soft(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -392,6 +403,7 @@ def _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, thre
                 stacklevel=3,
             )
             break
+        _release_free_memory()
         errors[path.live, :, index] = (resid[held_out] ** 2).T.cpu().numpy()
         history[index] = path.full_fit()
         reached[path.live] = index + 1
