@@ -3,7 +3,8 @@
 engine           the facade `Engine`: model keys, device, memory and chunk planning; picks a trainer
 convex_trainer   logreg submodels: batched L-BFGS from the full-data fit (the `convex` models)
 network_trainer  mlp / cnn / resnet9 submodels: minibatch steps on stacked parameters
-convex           batched L-BFGS for the convex (logreg) models
+convex           the logreg objective f_b (scikit-learn's, scaled) and its preconditioner
+lbfgs            batched L-BFGS: curvature memory, line search, the working set of running models
 chunks           masks in chunks, on threads
 models           the network architectures and their shape checks
 specs            the frozen specs (convex / network / options) an Engine is built from

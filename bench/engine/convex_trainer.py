@@ -1,4 +1,4 @@
-"""The engine's convex trainer: logreg submodels solved by batched L-BFGS (bench/engine/convex.py).
+"""The engine's convex trainer: logreg submodels solved by batched L-BFGS (bench/engine/lbfgs.py).
 
 Submodel b minimises scikit-learn's objective C sum_i w_bi CE_i + ||W||^2 / 2, its mask or sample
 weights w_b (scikit-learn's `sample_weight`), to max |gradient| <= tol (`ConvexSpec`), all B models
@@ -16,15 +16,8 @@ import numpy as np
 import torch
 
 from .chunks import one_thread_on_cpu
-from .convex import (
-    PAD,
-    LbfgsResult,
-    LogregObjective,
-    Preconditioner,
-    lbfgs_logreg,
-    nonzero_features,
-    pad_rows,
-)
+from .convex import PAD, LogregObjective, Preconditioner, nonzero_features, pad_rows
+from .lbfgs import LbfgsResult, lbfgs_logreg
 from .specs import ConvexSpec
 
 

@@ -6,7 +6,7 @@ retried at half size) and hands each chunk to the trainer it picked at construct
 
 - logreg (convex): `ConvexTrainer` (bench/engine/convex_trainer.py) solves scikit-learn's objective
   C sum_i m_i CE_i + ||W||^2 / 2 (mask = per-sample weights) to a gradient tolerance by L-BFGS
-  batched over the models (bench/engine/convex.py), optionally warm-started from the full-data fit.
+  batched over the models (bench/engine/lbfgs.py), optionally warm-started from the full-data fit.
 - networks (mlp, cnn, resnet9): `NetworkTrainer` (bench/engine/network_trainer.py) takes a fixed
   number of minibatch SGD/Adam steps per submodel, all B models' parameters stacked, each model
   drawing its minibatches from its own coalition.
