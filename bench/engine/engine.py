@@ -144,7 +144,8 @@ class Engine:
         self.trainer: Trainer = self._new_trainer(template)
 
     def _new_trainer(self, template: torch.nn.Module) -> Trainer:
-        """The one place that tells logreg from the networks."""
+        """`ConvexTrainer` for logreg, `NetworkTrainer` for the networks: with the spec class in
+        `__init__`, the only places the facade tells them apart."""
         data = {"x": self.x, "y": self.y, "n_classes": self.n_classes, "n_params": self.n_params}
         if self.convex:
             return ConvexTrainer(self.spec, **data, record=self._count)
