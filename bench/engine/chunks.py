@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -35,6 +35,12 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def one_thread_on_cpu(device: torch.device) -> AbstractContextManager:
+    """`one_thread()` on CPU, where sums split over threads depend on the thread count (chunks give
+    the cores work in parallel instead); nothing on a GPU."""
+    return one_thread() if device.type == "cpu" else nullcontext()
 
 
 def run_chunks(

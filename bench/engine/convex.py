@@ -1,4 +1,5 @@
-"""Batched L-BFGS for multinomial logistic regression: B models on one design matrix at once.
+"""Multinomial logistic regression for the batched L-BFGS solver (bench/engine/lbfgs.py): B models
+on one design matrix at once.
 
 Model b, with mask weights m_b in {0, 1}^n and S_b = sum_i m_bi, minimises
 
@@ -8,13 +9,9 @@ over all K classes (one weight vector when K = 2) with an unpenalised intercept 
 scikit-learn's `LogisticRegression`
 objective  C sum_i m_bi CE_i + ||W||^2 / 2  divided by C S_b, exactly as its lbfgs solver scales it,
 so the same `tol` means the same stopping rule: max_j |d f_b / d theta_j| <= tol (scipy's `gtol`).
-
-The solver is L-BFGS with scipy's memory of 10 pairs, started like scipy's (first step of length 1
-along -g), in the compact form of Byrd, Nocedal & Schnabel (1994, eq. 2.6 / Nocedal & Wright,
-Numerical Optimization, eq. 7.24), with a backtracking Armijo line search (N&W Alg. 3.1). Every step is
-batched over the B models: one (K B, D) x (D, n) matmul gives all logits, one (K B, n) x (n, D) matmul
-all gradients, and a few (B, 2m, p) batched matmuls the quasi-Newton directions. Converged models
-leave the working set, so the tail costs only what is still running.
+`LogregObjective` gives f_b and its gradient for all B models by one (K B, D) x (D, n) matmul for
+the logits and one (K B, n) x (n, D) matmul for the gradients, each model's rows bitwise the same
+in any batch (`rowwise_mm`).
 
 Optionally (`Preconditioner`) the solver runs in preconditioned variables u, theta = theta0 + M_b u, with
 M_b from the eigen-decomposition of the Hessian's diagonal blocks (one per class row) at a reference
@@ -27,13 +24,9 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-ARMIJO_C1 = 1e-4
-MAX_LINE_SEARCH = 30
 MIN_ROWS = MIN_COLS = 16  # rowwise_mm's smallest shape (see there)
 PAD = 32  # the objective's rows are padded to a multiple of this (see LogregObjective)
 
@@ -152,90 +145,6 @@ class LogregObjective:
         return f, grad
 
 
-class CurvatureMemory:
-    """The last m pairs (s, y) of each of B models and H g in compact form (N&W eq. 7.24):
-
-    H g = gamma g + S a - gamma Y c,   c = R^{-1} S^T g,   a = R^{-T} ((D + gamma Y^T Y) c - gamma Y^T g)
-
-    with R the upper triangle of S^T Y in time order, D its diagonal, gamma = s^T y / y^T y of the
-    newest pair. The vectors sit in a ring of m slots, the small matrices in time order (oldest
-    first); a skipped update (no positive curvature) stores zeros and drops out of both formulas.
-
-    R^{-1} is kept up to date instead of solving with R: dropping the oldest pair keeps the trailing
-    block of R^{-1}, a new pair (column r, diagonal d) appends [-R^{-1} r / d; 1 / d]. The small
-    products are written as elementwise sums, not batched BLAS calls: MKL's batched triangular
-    solves and (1, k) x (k, p) products round differently by a model's position in the batch.
-    """
-
-    def __init__(self, g: torch.Tensor, m: int) -> None:
-        b, p = g.shape
-        self.m, self.count = m, 0
-        self.pairs = g.new_zeros((b, 2 * m, p))  # slots 0..m-1: s; m..2m-1: y
-        self.sy = g.new_zeros((b, 0, 0))  # s_i^T y_j, time order
-        self.yy = g.new_zeros((b, 0, 0))
-        self.rinv = g.new_zeros((b, 0, 0))  # R^{-1}
-        self.valid = torch.zeros((b, 0), dtype=torch.bool, device=g.device)
-        self.gamma = 1.0 / g.norm(dim=1).clamp_min(
-            torch.finfo(g.dtype).tiny
-        )  # first step: length 1
-
-    def keep(self, rows: torch.Tensor) -> None:
-        for name in ("pairs", "sy", "yy", "rinv", "valid", "gamma"):
-            setattr(self, name, getattr(self, name)[rows])
-
-    def _slots(self, device) -> torch.Tensor:
-        """Ring slots of the stored pairs, oldest first, as indices into `pairs`: s's, then y's."""
-        filled = min(self.count, self.m)
-        slots = torch.tensor([(self.count - filled + j) % self.m for j in range(filled)])
-        return torch.cat([slots, slots + self.m]).to(device)
-
-    def push(self, s: torch.Tensor, y: torch.Tensor) -> None:
-        """Store the newest pair; models whose pair has no positive curvature skip it."""
-        m, k = self.m, self.count % self.m
-        sy, yy = torch.linalg.vecdot(s, y), torch.linalg.vecdot(y, y)
-        valid = sy > torch.finfo(s.dtype).eps * yy
-        self.pairs[:, k] = s * valid[:, None]
-        self.pairs[:, m + k] = y * valid[:, None]
-        self.count += 1
-        order = self._slots(s.device)
-        filled = len(order) // 2
-        dots = torch.bmm(self.pairs[:, [m + k, k]], self.pairs.mT)[:, :, order]  # [y, s]^T [S, Y]
-        keep = slice(1, None) if self.sy.shape[1] == filled else slice(None)  # drop the oldest
-        self.sy = _grow(self.sy[:, keep, keep], dots[:, 0, :filled], dots[:, 1, filled:])
-        self.yy = _grow(self.yy[:, keep, keep], dots[:, 0, filled:], dots[:, 0, filled:])
-        self.valid = torch.cat([self.valid[:, keep], valid[:, None]], 1)
-        self.gamma = torch.where(valid, sy / yy.where(valid, 1.0), self.gamma)
-        rinv, inv_d = self.rinv[:, keep, keep], 1.0 / sy.where(valid, 1.0)[:, None]
-        top = -(rinv * self.sy[:, None, :-1, -1]).sum(2) * inv_d
-        self.rinv = _grow(rinv, torch.cat([top, inv_d], 1), F.pad(inv_d, (len(top[0]), 0)))
-
-    def apply(self, g: torch.Tensor) -> torch.Tensor:
-        """H g for g (B, p)."""
-        if self.count == 0:
-            return self.gamma[:, None] * g
-        order = self._slots(g.device)
-        filled = len(order) // 2
-        uv = torch.bmm(g[:, None, :], self.pairs.mT).mT[:, order]  # (B, 2 filled, 1)
-        u, v = uv[:, :filled], uv[:, filled:]
-        diag = torch.diagonal(self.sy, dim1=1, dim2=2)
-        gamma = self.gamma[:, None, None]
-        c = (self.rinv * u.mT).sum(2, keepdim=True)  # R^{-1} u
-        yyc = (self.yy * c.mT).sum(2, keepdim=True)
-        w = diag.where(self.valid, 0.0)[:, :, None] * c + gamma * (yyc - v)
-        a = (self.rinv * w).sum(1)[:, :, None]  # R^{-T} w
-        coef = g.new_zeros((len(g), 2 * self.m, 1))
-        coef[:, order] = torch.cat([a, -gamma * c], 1)
-        # pairs^T coef, not coef^T pairs: MKL's batched (1, 2m) x (2m, p) products pair up batch
-        # items, so a model's result would depend on the batch's parity (measured)
-        return self.gamma[:, None] * g + torch.bmm(self.pairs.mT, coef)[..., 0]
-
-
-def _grow(matrix: torch.Tensor, column: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
-    """(B, f, f) -> (B, f + 1, f + 1) with a new last `column` (B, f + 1) and last `row`."""
-    top = torch.cat([matrix, column[:, :-1, None]], 2)
-    return torch.cat([top, row[:, None, :]], 1)
-
-
 class Preconditioner:
     """theta_b = theta0_b + M_b u_b, row by row: M_br = V_r diag((lambda_r + penalty_b)^(-1/2)), with
     (lambda_r, V_r) the eigen-decomposition of row r's (D, D) block of the Hessian of the mean
@@ -280,118 +189,3 @@ class Preconditioner:
 def _per_row(x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
     """(B, R, D) with row r = x[:, r] @ mats[r], each model's row by `rowwise_mm`."""
     return torch.stack([rowwise_mm(x[:, r], mats[r]) for r in range(len(mats))], 1)
-
-
-@dataclass
-class LbfgsResult:
-    theta: torch.Tensor  # (B, R, D)
-    n_iter: torch.Tensor  # (B,) iterations per model
-    converged: torch.Tensor  # (B,) bool: max |grad| <= tol reached
-
-
-class _Models:
-    """The working set: per-model tensors, compacted together as models stop."""
-
-    def __init__(self, **tensors) -> None:
-        self.__dict__.update(tensors)
-
-    def keep(self, rows: torch.Tensor) -> None:
-        for name, value in vars(self).items():
-            if value is not None:
-                setattr(self, name, value[rows])
-
-
-def lbfgs_logreg(
-    objective: LogregObjective,
-    masks: torch.Tensor,
-    C: float,
-    theta0: torch.Tensor,
-    tol: float = 1e-4,
-    max_iter: int = 500,
-    history: int = 10,
-    preconditioner: Preconditioner | None = None,
-) -> LbfgsResult:
-    """Minimise f_b for each mask b (rows of `masks`, (B, n)) from `theta0` (B, R, D); see module doc.
-    With a `preconditioner`, in its variables u, from u = 0 (theta0)."""
-    n_models, k, d = theta0.shape
-    sizes = masks.sum(1)
-    penalty = 1.0 / (C * sizes)
-    pre = preconditioner
-    ws = _Models(  # the models still running, compacted whenever some of them stop
-        ids=torch.arange(n_models, device=theta0.device),
-        weights=objective.pad(masks / sizes[:, None]),
-        penalty=penalty,
-        base=theta0 if pre is not None else None,
-        scale=pre.scales(penalty) if pre is not None else None,
-    )
-    out = theta0.clone()
-    n_iter = torch.zeros(n_models, dtype=torch.long, device=out.device)
-    converged = torch.zeros(n_models, dtype=torch.bool, device=out.device)
-
-    def evaluate(x: torch.Tensor, rows: torch.Tensor | None = None):
-        """(f, gradient in x, max |gradient in theta|, theta) at x (b, p) of working-set `rows`."""
-        pick = (lambda t: t) if rows is None else (lambda t: t[rows])
-        u = x.view(-1, k, d)
-        theta = u if pre is None else pick(ws.base) + pre.to_theta(u, pick(ws.scale))
-        f, g = objective(theta, pick(ws.weights), pick(ws.penalty))
-        gmax = g.abs().amax((1, 2))
-        if pre is not None:
-            g = pre.to_u(g, pick(ws.scale))
-        return f, g.reshape(len(x), -1), gmax, theta
-
-    x = theta0.new_zeros((n_models, k * d)) if pre is not None else theta0.reshape(n_models, -1)
-    f, g, gmax, theta = evaluate(x)
-    ws.x, ws.f, ws.g, ws.gmax, ws.theta = x, f, g, gmax, theta
-    memory = CurvatureMemory(g, history)
-    failed = torch.zeros_like(f, dtype=torch.bool)
-    for it in range(max_iter + 1):
-        done = ws.gmax <= tol
-        stop = done | failed if it < max_iter else torch.ones_like(done)
-        if stop.any():  # write back the stopped models, keep the rest
-            rows = ws.ids[stop]
-            out[rows], n_iter[rows], converged[rows] = ws.theta[stop], it, done[stop]
-            keep = ~stop
-            ws.keep(keep)
-            memory.keep(keep)
-            if len(ws.ids) == 0:
-                break
-        x, f, g = ws.x, ws.f, ws.g
-        direction = -memory.apply(g)
-        slope = torch.linalg.vecdot(g, direction)
-        uphill = slope >= 0  # cannot happen with exact curvature pairs; guard against round-off
-        if uphill.any():
-            direction[uphill] = -memory.gamma[uphill, None] * g[uphill]
-            slope = torch.linalg.vecdot(g, direction)
-        current = (x, f, g, ws.gmax, ws.theta)
-        new, failed = _line_search(evaluate, current, direction, slope)
-        memory.push(new[0] - x, new[2] - g)
-        ws.x, ws.f, ws.g, ws.gmax, ws.theta = new[0], new[1], new[2], new[3], new[4]
-    return LbfgsResult(out, n_iter, converged)
-
-
-def _line_search(evaluate, current, direction, slope):
-    """Backtracking from step 1 until f(x + t d) <= f + c1 t slope, per model; `failed` marks models
-    with no such step in MAX_LINE_SEARCH halvings (they keep x and stop, as scipy's lbfgs does).
-    `current` and the result: (x, f, g, max |g_theta|, theta) per model, and `failed`."""
-    x, f = current[:2]
-    trial = x + direction
-    f_new, g_new, gmax_new, theta_new = evaluate(trial)
-    new = [trial, f_new, g_new, gmax_new, theta_new]
-    step = torch.ones_like(f)
-    todo = (f_new > f + ARMIJO_C1 * slope).nonzero()[:, 0]
-    for _ in range(MAX_LINE_SEARCH):
-        if len(todo) == 0:
-            break
-        step[todo] *= 0.5
-        trial = x[todo] + step[todo, None] * direction[todo]
-        tried = (trial, *evaluate(trial, todo))
-        ok = tried[1] <= f[todo] + ARMIJO_C1 * step[todo] * slope[todo]
-        accepted = todo[ok]
-        for target, value in zip(new, tried, strict=True):
-            target[accepted] = value[ok]
-        todo = todo[~ok]
-    failed = torch.zeros_like(f, dtype=torch.bool)
-    failed[todo] = True
-    for target, value in zip(new, current, strict=True):  # no decrease: stay
-        target[todo] = value[todo]
-    return new, failed

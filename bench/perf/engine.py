@@ -25,6 +25,7 @@ import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -134,34 +135,65 @@ def problem(args: argparse.Namespace):
 
 
 def bench_engine(args: argparse.Namespace) -> list[dict]:
+    """One row: the engine's best of `--repeats` timings on `--masks` random masks, its FLOP/s
+    against a plain kernel's, and the per-mask reference on the first `--reference-masks`."""
     torch.set_num_threads(args.threads)
     split, truth, model = problem(args)
     rng = np.random.default_rng(args.seed)
     masks = rng.random((args.masks, split.n_train)) < 0.5
-    x_eval = split.x_val
     game = EngineUtility(split, truth, model=model, device=args.device, seed=args.seed,
                          progress=False)  # fmt: skip
-    engine = game.engine
+    timing = time_engine(game, masks, split.x_val, args.repeats)
+    row = engine_row(game.engine, split, len(masks), timing, args.matmul_size)
+    n_ref = min(args.reference_masks, len(masks))
+    if n_ref:
+        reference = reference_predictions(game.engine, split, truth, model, masks[:n_ref])
+        row.update(reference_columns(reference, timing, split.y_val))
+    return [row]
+
+
+class EngineTiming(NamedTuple):
+    """The fastest of the timed engine runs."""
+
+    seconds: float  # wall time of one fit_predict on all the masks
+    cpu_seconds: float  # process CPU time of that run, all threads
+    probs: np.ndarray  # its predictions (B, m, K)
+    flops: float  # matmul/conv FLOPs it spent (`engine_flops`)
+
+
+def time_engine(game: EngineUtility, masks: np.ndarray, x_eval, repeats: int) -> EngineTiming:
+    """The best of `repeats` timed `fit_predict` runs, after a warm-up on a few masks."""
+    engine, best = game.engine, None
     engine.fit_predict(masks[: min(len(masks), 4)], x_eval)  # warm-up: library start-up, buffers
-    seconds, probs, flops = float("inf"), None, 0.0
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         counted = engine.objective.flops if engine.convex else 0
         engine.stats.update(iterations=0, not_converged=0)
         t0, cpu0 = time.perf_counter(), time.process_time()
         out = engine.fit_predict(masks, x_eval)
         _sync(engine.device)
         elapsed = time.perf_counter() - t0
-        if elapsed < seconds:
-            seconds, cpu_seconds, probs = elapsed, time.process_time() - cpu0, out
+        if best is None or elapsed < best.seconds:
+            cpu_seconds = time.process_time() - cpu0
             flops = engine_flops(game, len(masks), len(x_eval), counted)
+            best = EngineTiming(elapsed, cpu_seconds, out, flops)
+    return best
+
+
+def peak_flops(engine, matmul_size: int | None) -> tuple[float, str]:
+    """FLOP/s and name of the plain kernel the engine is compared with: a 3x3 convolution for the
+    convolutional models, else a square matmul (by default 8192^2 on CUDA, 2048^2 on CPU)."""
     tf32 = engine.options.tf32
-    size = args.matmul_size or (8192 if engine.device.type == "cuda" else 2048)
-    conv = engine.name in IMAGE_MODELS
-    if conv:
-        peak, size = conv_flops(engine.device, engine.dtype, tf32), 0
-    else:
-        peak = matmul_flops(engine.device, engine.dtype, tf32, size)
-    row = {
+    if engine.name in IMAGE_MODELS:
+        return conv_flops(engine.device, engine.dtype, tf32), "conv 3x3 64->64"
+    size = matmul_size or (8192 if engine.device.type == "cuda" else 2048)
+    return matmul_flops(engine.device, engine.dtype, tf32, size), f"matmul {size}^2"
+
+
+def engine_row(engine, split: Split, n_masks: int, timing: EngineTiming, matmul_size) -> dict:
+    """The machine, the problem and the engine's speed, FLOP/s and share of the plain kernel's."""
+    peak, peak_name = peak_flops(engine, matmul_size)
+    seconds, n_eval = timing.seconds, len(split.x_val)
+    return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device_name(str(engine.device)),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
@@ -170,50 +202,66 @@ def bench_engine(args: argparse.Namespace) -> list[dict]:
         "torch": versions()["torch"],
         "dataset": split.name,
         "n_train": split.n_train,
-        "n_eval": len(x_eval),
+        "n_eval": n_eval,
         "model": engine.name,
         "dtype": engine.options.dtype,
-        "tf32": tf32,
-        "masks": len(masks),
+        "tf32": engine.options.tf32,
+        "masks": n_masks,
         "engine_seconds": round(seconds, 4),
-        "engine_models_per_s": round(len(masks) / seconds, 1),
-        "engine_cpu_seconds": round(cpu_seconds, 4),  # process CPU time, all threads
-        "engine_gflops": round(flops / seconds / 1e9, 2),
-        "peak": "conv 3x3 64->64" if conv else f"matmul {size}^2",
+        "engine_models_per_s": round(n_masks / seconds, 1),
+        "engine_cpu_seconds": round(timing.cpu_seconds, 4),  # process CPU time, all threads
+        "engine_gflops": round(timing.flops / seconds / 1e9, 2),
+        "peak": peak_name,
         "peak_gflops": round(peak / 1e9, 2),
-        "flop_fraction": round(flops / seconds / peak, 4),
-        "iterations_mean": round(engine.stats["iterations"] / len(masks), 2),
+        "flop_fraction": round(timing.flops / seconds / peak, 4),
+        "iterations_mean": round(engine.stats["iterations"] / n_masks, 2),
         "not_converged": engine.stats["not_converged"],
-        "chunk": engine.chunk_size(len(masks), len(x_eval), torch.get_num_threads()),
+        "chunk": engine.chunk_size(n_masks, n_eval, torch.get_num_threads()),
     }
-    n_ref = min(args.reference_masks, len(masks))
-    if n_ref:
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        if engine.convex:
-            reference = SklearnUtility(
-                split, truth, **{k: model[k] for k in SKLEARN_KEYS if k in model}, progress=False
-            )
-            ref = reference._predict_proba(masks[:n_ref], x_eval)
-        else:  # one thread, as scikit-learn's BLAS: small ops on 2 threads stall on a busy CPU
-            with one_thread():
-                ref = loop_fit_predict(engine, masks[:n_ref], x_eval)
-        ref_seconds, ref_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        same = (probs[:n_ref].argmax(-1) == ref.argmax(-1)).mean(1)
-        acc = lambda p: (p.argmax(-1) == split.y_val).mean()  # noqa: E731
-        row.update(
-            reference="scikit-learn" if engine.convex else "torch loop",
-            reference_masks=n_ref,
-            reference_seconds=round(ref_seconds, 3),
-            reference_models_per_s=round(n_ref / ref_seconds, 2),
-            reference_cpu_seconds=round(ref_cpu, 3),
-            speedup=round((len(masks) / seconds) / (n_ref / ref_seconds), 2),
-            cpu_time_ratio=round((ref_cpu / n_ref) / (cpu_seconds / len(masks)), 2),
-            agreement_min=round(float(same.min()), 4),
-            agreement_mean=round(float(same.mean()), 5),
-            max_prob_diff=float(f"{np.abs(probs[:n_ref] - ref).max():.2g}"),
-            accuracy_diff_points=round(100 * float(acc(probs[:n_ref]) - acc(ref)), 3),
-        )
-    return [row]
+
+
+class Reference(NamedTuple):
+    """The per-mask reference's predictions on the first masks, and what they cost."""
+
+    name: str
+    probs: np.ndarray  # (n_ref, m, K)
+    seconds: float
+    cpu_seconds: float
+
+
+def reference_predictions(engine, split: Split, truth, model: dict, masks) -> Reference:
+    """scikit-learn's LogisticRegression for logreg, else the per-model torch loop (one thread, as
+    scikit-learn's BLAS: small ops on 2 threads stall on a busy CPU), on `masks`."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    if engine.convex:
+        keys = {k: model[k] for k in SKLEARN_KEYS if k in model}
+        sklearn = SklearnUtility(split, truth, **keys, progress=False)
+        name, probs = "scikit-learn", sklearn._predict_proba(masks, split.x_val)
+    else:
+        with one_thread():
+            name, probs = "torch loop", loop_fit_predict(engine, masks, split.x_val)
+    return Reference(name, probs, time.perf_counter() - t0, time.process_time() - cpu0)
+
+
+def reference_columns(ref: Reference, timing: EngineTiming, y_eval: np.ndarray) -> dict:
+    """The reference's speed against the engine's, and how far their predictions agree."""
+    n_ref, n_masks = len(ref.probs), len(timing.probs)
+    probs = timing.probs[:n_ref]
+    same = (probs.argmax(-1) == ref.probs.argmax(-1)).mean(1)
+    acc = lambda p: (p.argmax(-1) == y_eval).mean()  # noqa: E731
+    return {
+        "reference": ref.name,
+        "reference_masks": n_ref,
+        "reference_seconds": round(ref.seconds, 3),
+        "reference_models_per_s": round(n_ref / ref.seconds, 2),
+        "reference_cpu_seconds": round(ref.cpu_seconds, 3),
+        "speedup": round((n_masks / timing.seconds) / (n_ref / ref.seconds), 2),
+        "cpu_time_ratio": round((ref.cpu_seconds / n_ref) / (timing.cpu_seconds / n_masks), 2),
+        "agreement_min": round(float(same.min()), 4),
+        "agreement_mean": round(float(same.mean()), 5),
+        "max_prob_diff": float(f"{np.abs(probs - ref.probs).max():.2g}"),
+        "accuracy_diff_points": round(100 * float(acc(probs) - acc(ref.probs)), 3),
+    }
 
 
 SUMMARY = {  # column of engine_DEVICE.md -> key of a row

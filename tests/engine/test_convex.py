@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from valbench.engine.convex import (
-    CurvatureMemory,
-    LogregObjective,
-    Preconditioner,
-    lbfgs_logreg,
-    nonzero_features,
-)
+from valbench.engine.convex import LogregObjective, Preconditioner, nonzero_features
+from valbench.engine.lbfgs import CurvatureMemory, lbfgs_logreg
 
 
 def test_objective_and_gradient_match_autograd():
