@@ -24,9 +24,9 @@ H_T the projection on the unpenalised basis B fitted on T (Frisch-Waugh-Lovell).
   full gradient (c - H b from the full Grams when that is cheaper).
 - When the working sets' Grams outgrow `memory_mb`, the sets are cut to their active columns, once;
   when they outgrow it again, or the active sets alone do (dense solutions: many small effects), a
-  small design switches to FISTA (Beck & Teboulle 2009, with adaptive restart, O'Donoghue & Candes
-  2015) whose iterations are two products with X, batched over the problems; a large one stops the
-  path there, as glmnet's pmax does, with a warning, and lambda is chosen among those reached.
+  small design switches to FISTA over every column (methods/lasso_dense.py), each iteration two
+  products with X batched over the problems; a large one stops the path there, as glmnet's pmax
+  does, with a warning, and lambda is chosen among those reached.
 
 Runs on torch: CUDA when asked, the CPU otherwise; products with the design in its `dtype` (float32
 for large designs: exact for the masks), Grams, coefficients and errors in float64.
@@ -44,10 +44,10 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .lasso import BLOCK, PATIENCE, RULES, LassoCV, choose, lambda_grid
-from .lasso_sets import CD_TOL, DesignGrams, FullGrams, Problems, WorkingSet, _threads
+from .lasso_dense import DensePath
+from .lasso_sets import DesignGrams, FullGrams, Problems, WorkingSet, _threads
 from .mask_design import MaskDesign
 
-FISTA_MAX_ITER = 5000
 THREADED_SETS = 200  # mean working-set size from which the solves run on several threads
 PRUNE = 0.5  # at a full check, working-set columns at zero with |g| < PRUNE * lambda leave the set
 
@@ -63,10 +63,6 @@ def _release_free_memory() -> None:
     trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
     if trim is not None:
         trim(0)
-
-
-def _soft(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return torch.sign(z) * torch.clamp(z.abs() - t, min=0.0)
 
 
 class _Path:
@@ -99,8 +95,7 @@ class _Path:
         else:
             self.grams = DesignGrams(design, problems, self.c_np, threads)
         self.pruned = False  # the working sets were cut to their active columns at the budget
-        self.beta_dense = None  # (p, K + 1, Q_live) once every column is in (dense mode)
-        self.step = None
+        self.dense = None  # DensePath once every column is in
 
     def _rmatmul(self, r: torch.Tensor) -> torch.Tensor:
         with _threads(self.threads):
@@ -210,8 +205,8 @@ class _Path:
         Columns enter by the sequential strong rule, |g_i| >= 2 alpha_l - alpha_{l-1} with the
         gradient at the last solution (Tibshirani et al. 2012), and by the KKT checks of every
         column after each solve; only the problems whose sets grew are solved again."""
-        if self.beta_dense is not None:
-            return self._solve_dense(index)
+        if self.dense is not None:
+            return self.dense.solve(index, self.live)
         alpha = self._alpha(index)
         last = alpha if self.alpha_last is None else self.alpha_last
         add = (np.abs(self.grad) >= 2 * alpha - last) & ~self.inside[:, :, self.live]
@@ -228,7 +223,7 @@ class _Path:
                 if self.design.cache is None:  # too large for FISTA's products: glmnet's pmax stop
                     raise OverBudget(self._gram_bytes())
                 self._go_dense()
-                return self._solve_dense(index)
+                return self.dense.solve(index, self.live)
             grad, bound, resid = self._gradient()
             add = self._violators(grad, bound, alpha, resid)
             if not add.any():
@@ -281,59 +276,21 @@ class _Path:
             g = self.grad[ws.cols, ws.k, j]
             self._keep(ws, (ws.beta != 0) | (np.abs(g) >= PRUNE * alpha[ws.k, j]))
 
-    # ----- dense mode: every column, FISTA with products with X -----
     def _go_dense(self) -> None:
+        """Every column in: the dense mode (methods/lasso_dense.py) from the current solutions."""
         cols, coef = self._stack()
         beta = torch.zeros((self.design.p, *coef.shape[1:]), dtype=torch.float64)
         beta[torch.as_tensor(cols)] = torch.as_tensor(coef)
-        self.beta_dense = beta.to(self.dev)
+        self.dense = DensePath(
+            self.design, self.problems, self.y, self.c, self.lambdas, beta.to(self.dev),
+            self.threads,
+        )  # fmt: skip
         self.sets, self.grams = None, None
-
-    def _matmul(self, beta: torch.Tensor) -> torch.Tensor:
-        with _threads(self.threads):
-            return self.design.matmul(beta.reshape(beta.shape[0], -1)).view(-1, *beta.shape[1:])
-
-    def _hessian(self, beta: torch.Tensor) -> torch.Tensor:
-        z = self._matmul(beta)
-        return self._rmatmul(self.problems.w.T[:, :, None] * self.problems.resid(z))
-
-    def _solve_dense(self, index: int) -> torch.Tensor:
-        size = self.problems.size[None, :, None]
-        lam = torch.as_tensor(self.lambdas[self.live, index], device=self.dev)[None, None, :]
-        c = self.c[..., self.live]
-        if self.step is None:  # 1 / L, L = 1.2 x the top eigenvalue of H_k / |T_k|, by power steps
-            v = torch.rand(
-                (self.design.p, c.shape[1], 1), generator=torch.Generator().manual_seed(0)
-            )
-            v = v.to(self.dev, torch.float64)
-            for _ in range(30):
-                v = v / v.norm(dim=0, keepdim=True)
-                hv = self._hessian(v)
-                top = (v * hv).sum(0)[:, 0]
-                v = hv
-            self.step = 1 / (1.2 * top / self.problems.size).clamp_min(1e-300)[None, :, None]
-        tol = CD_TOL * torch.as_tensor(self.lambdas[self.live, 0], device=self.dev)
-        x = v = self.beta_dense
-        t = torch.ones(x.shape[1:], dtype=torch.float64, device=self.dev)
-        for _ in range(FISTA_MAX_ITER):
-            x_new = _soft(v - self.step * (self._hessian(v) - c) / size, self.step * lam)
-            if bool((((v - x_new) / self.step).abs().amax(0) <= tol).all()):
-                break
-            restart = ((v - x_new) * (x_new - x)).sum(0) > 0
-            t_new = (1 + torch.sqrt(1 + 4 * t * t)) / 2
-            momentum = torch.where(restart, 0.0, (t - 1) / t_new)
-            t = torch.where(restart, 1.0, t_new)
-            v = x_new + momentum * (x_new - x)
-            x = x_new
-        self.beta_dense = x_new
-        return self.problems.resid(self.y[..., self.live] - self._matmul(x_new))
 
     def full_fit(self) -> tuple[np.ndarray, np.ndarray]:
         """Nonzero coefficients of the full fits: (col, q) pairs and values."""
-        if self.beta_dense is not None:
-            full = self.beta_dense[:, 0]
-            nz = torch.nonzero(full).cpu().numpy()
-            return np.c_[nz[:, 0], self.live[nz[:, 1]]], full[full != 0].cpu().numpy()
+        if self.dense is not None:
+            return self.dense.full_fit(self.live)
         where, values = [], []
         for q in self.live:
             ws = self.sets[0][q]
@@ -344,10 +301,8 @@ class _Path:
 
     def stop(self, going: np.ndarray) -> None:
         """Keep only the responses still `going` (bool over the live ones)."""
-        if self.beta_dense is not None:
-            self.beta_dense = self.beta_dense[
-                ..., torch.as_tensor(np.flatnonzero(going), device=self.dev)
-            ]
+        if self.dense is not None:
+            self.dense.stop(going)
         self.grad = self.grad[..., going]
         if self.alpha_last is not None:
             self.alpha_last = self.alpha_last[:, going]
