@@ -183,8 +183,15 @@ class _Path:
             self.inside[ws.cols[~keep], ws.k, ws.q] = False
             ws.keep(keep)
 
-    def _gram_bytes(self) -> int:
-        return 0 if self.full_gram else sum(ws.h.nbytes for ws in self._live_sets())
+    def _gram_bytes(self, add: np.ndarray | None = None) -> int:
+        """Bytes of the working sets' Grams, once the columns marked in `add` (p, K + 1, Q_live)
+        have joined them (checked before they are built: the budget bounds the peak)."""
+        if self.full_gram:
+            return 0
+        size = np.array([len(ws.cols) for ws in self._live_sets()])  # k-major, as add.sum(0)
+        if add is not None:
+            size = size + add.sum(0).ravel()
+        return int((size.astype(np.int64) ** 2).sum()) * np.dtype(self.grams.dtype).itemsize
 
     def _violators(self, grad, bound, alpha, resid) -> np.ndarray:
         """Columns outside each working set whose |X~' r| exceeds lambda |T_k| (p, K + 1, Q_live).
@@ -212,18 +219,18 @@ class _Path:
         add = (np.abs(self.grad) >= 2 * alpha - last) & ~self.inside[:, :, self.live]
         dirty = {(ws.k, ws.q) for ws in self._live_sets()}
         while True:
-            dirty |= self._extend(add)
-            self._solve_sets(sorted(dirty), alpha)
-            over = self._gram_bytes() > self.memory
+            over = self._gram_bytes(add) > self.memory
             if over and not self.pruned:  # once: keep only the active columns, if that is enough
                 for ws in self._live_sets():
                     self._keep(ws, ws.beta != 0)
-                self.pruned, over = True, self._gram_bytes() > self.memory
+                self.pruned, over = True, self._gram_bytes(add) > self.memory
             if over:  # a second time (pruning again would only churn) or pruning was not enough
                 if self.design.cache is None:  # too large for FISTA's products: glmnet's pmax stop
-                    raise OverBudget(self._gram_bytes())
+                    raise OverBudget(self._gram_bytes(add))
                 self._go_dense()
                 return self.dense.solve(index, self.live)
+            dirty |= self._extend(add)
+            self._solve_sets(sorted(dirty), alpha)
             grad, bound, resid = self._gradient()
             add = self._violators(grad, bound, alpha, resid)
             if not add.any():
