@@ -324,7 +324,7 @@ def lasso_cv_path(
     rule: str = "1se",
     n_lambdas: int = 100,
     *,
-    memory_mb: float = 2048,
+    memory_mb: float = 1536,
     progress: bool = False,
 ) -> LassoCV:
     """The LASSO of each column of y (m, Q) on `design` with unpenalised `basis` (m, G), lambda by
