@@ -38,6 +38,7 @@ import ctypes
 import ctypes.util
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 
 import numpy as np
 import torch
@@ -56,11 +57,17 @@ class OverBudget(Exception):
     """The working sets' Grams outgrew the memory budget on a design too large for dense mode."""
 
 
-def _release_free_memory() -> None:
-    """Hand the allocator's free pages back to the system (glibc's malloc_trim): working-set Grams
-    are freed and reallocated at growing sizes, and their holes would otherwise stay resident."""
+@cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library has none."""
     libc = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+
+
+def _release_free_memory() -> None:
+    """Hand the allocator's free pages back to the system: working-set Grams are freed and
+    reallocated at growing sizes, and their holes would otherwise stay resident."""
+    trim = _malloc_trim()
     if trim is not None:
         trim(0)
 
