@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .lasso_sets import CD_TOL, _threads
+from .lasso_sets import CD_TOL, _threads, stacked_rmatmul
 
 FISTA_MAX_ITER = 5000
 
@@ -35,8 +35,7 @@ class DensePath:
 
     def _hessian(self, beta: torch.Tensor) -> torch.Tensor:
         r = self.problems.w.T[:, :, None] * self.problems.resid(self._matmul(beta))
-        with _threads(self.threads):
-            return self.design.rmatmul(r.reshape(r.shape[0], -1)).view(self.design.p, *r.shape[1:])
+        return stacked_rmatmul(self.design, r, self.threads)
 
     def _top_eigenvalues(self, n_problems: int) -> torch.Tensor:
         """Of each H_k / |T_k|, by 30 power steps."""

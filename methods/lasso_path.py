@@ -46,7 +46,14 @@ from threadpoolctl import threadpool_limits
 
 from .lasso import BLOCK, PATIENCE, RULES, LassoCV, choose, lambda_grid
 from .lasso_dense import DensePath
-from .lasso_sets import DesignGrams, FullGrams, Problems, WorkingSet, _threads
+from .lasso_sets import (
+    DesignGrams,
+    FullGrams,
+    Problems,
+    WorkingSet,
+    _threads,
+    stacked_rmatmul,
+)
 from .mask_design import MaskDesign
 
 THREADED_SETS = 200  # mean working-set size from which the solves run on several threads
@@ -82,7 +89,9 @@ class _Path:
         self.y = problems.resid(y[:, None, :].expand(-1, k1, -1).contiguous())  # (m, K + 1, Q)
         self.memory = memory_mb * 2**20
         self.size = problems.size.cpu().numpy()  # |T_k|
-        self.c = self._rmatmul(problems.w.T[:, :, None] * self.y)  # X~' y~ (p, K + 1, Q)
+        self.c = stacked_rmatmul(
+            design, problems.w.T[:, :, None] * self.y, threads
+        )  # X~' y~ (p, K + 1, Q)
         self.c_np = self.c.cpu().numpy()
         self.lambdas = lambda_grid(self.c_np[:, 0], len(y), n_lambdas)  # (Q, L), the full fits'
         self.grad = self.c_np.copy()  # X~' r at b = 0, (p, K + 1, Q_live)
@@ -103,10 +112,6 @@ class _Path:
             self.grams = DesignGrams(design, problems, self.c_np, threads)
         self.pruned = False  # the working sets were cut to their active columns at the budget
         self.dense = None  # DensePath once every column is in
-
-    def _rmatmul(self, r: torch.Tensor) -> torch.Tensor:
-        with _threads(self.threads):
-            return self.design.rmatmul(r.reshape(r.shape[0], -1)).view(self.design.p, *r.shape[1:])
 
     def _gradient(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
         """X~' r of every live problem (p, K + 1, Q_live), a bound on each problem's error

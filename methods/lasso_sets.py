@@ -34,6 +34,12 @@ class _threads:
         torch.set_num_threads(self.old)
 
 
+def stacked_rmatmul(design: MaskDesign, r: torch.Tensor, threads: int) -> torch.Tensor:
+    """X' r for r (m, ...) stacked over problems: (p, ...), one product on `threads` threads."""
+    with _threads(threads):
+        return design.rmatmul(r.reshape(r.shape[0], -1)).view(design.p, *r.shape[1:])
+
+
 class Problems:
     """The (K + 1) training-row sets (0: all rows; k: all but fold k) and their residualisation."""
 

@@ -90,9 +90,11 @@ class MaskDesign:
                     block = torch.as_tensor(np.ascontiguousarray(mk[:, lo:hi].T), device=device)
                     self.bits[start + lo : start + hi] = block
                 start += mk.shape[1]
-        if int8 is None:  # int8 products: on the CPU, where they pay
-            int8 = self.device.type == "cpu" and self.bits is not None and int8_products_pay()
-        self.fast = self.bits is not None and self.device.type == "cpu" and int8
+        self.fast = (  # int8 products: bits on the CPU, where they pay (timed only if asked)
+            self.bits is not None
+            and self.device.type == "cpu"
+            and (int8_products_pay() if int8 is None else int8)
+        )
 
     def _floats(self, bits: torch.Tensor, slot: int = 0) -> torch.Tensor:
         """0/1 `bits` (int8) in dtype, copied into scratch buffer `slot` and valid until its next
@@ -137,7 +139,8 @@ class MaskDesign:
         return self.diff[:, None] * out + self.b[:, None] * beta.sum(0)[None, :]
 
     def row_subset(self, rows: torch.Tensor) -> MaskDesign:
-        """The design of the samples `rows` only (a copy of their features or bits)."""
+        """The design of the samples `rows` only (a copy of their features or bits; the scratch
+        buffers are shared, as both are used from one thread)."""
         sub = object.__new__(MaskDesign)
         sub.__dict__.update(self.__dict__)
         sub.m = len(rows)
