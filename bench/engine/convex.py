@@ -26,6 +26,7 @@ import math
 import threading
 
 import torch
+import torch.nn.functional as F
 
 MIN_ROWS = MIN_COLS = 16  # rowwise_mm's smallest shape (see there)
 PAD = 32  # the objective's rows are padded to a multiple of this (see LogregObjective)
@@ -187,5 +188,9 @@ class Preconditioner:
 
 
 def _per_row(x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
-    """(B, R, D) with row r = x[:, r] @ mats[r], each model's row by `rowwise_mm`."""
-    return torch.stack([rowwise_mm(x[:, r], mats[r]) for r in range(len(mats))], 1)
+    """(B, R, D) with row r = x[:, r] @ mats[r]: one batched product over the R rows, each a
+    row-invariant one as in `rowwise_mm` (padded to at least MIN_ROWS x MIN_COLS)."""
+    b, d = x.shape[0], mats.shape[2]
+    a = F.pad(x.transpose(0, 1), (0, 0, 0, max(0, MIN_ROWS - b)))  # (R, >= MIN_ROWS, D)
+    mats = F.pad(mats, (0, max(0, MIN_COLS - d)))
+    return torch.bmm(a, mats)[:, :b, :d].transpose(0, 1)
