@@ -14,11 +14,14 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .chunks import one_thread_on_cpu
 from .convex import PAD, LogregObjective, Preconditioner, nonzero_features, pad_rows
 from .lbfgs import LbfgsResult, lbfgs_logreg
 from .specs import ConvexSpec
+
+COLUMNS = 8  # the solver's parameters per class row are padded to a multiple of this
 
 
 class ConvexTrainer:
@@ -40,7 +43,11 @@ class ConvexTrainer:
         self.spec, self.x, self.y = spec, x, y
         self.n_classes, self.n_params, self.record = n_classes, n_params, record
         self.features = nonzero_features(x.flatten(1))
-        self.objective = LogregObjective(x.flatten(1)[:, self.features], y, n_classes)
+        kept = x.flatten(1)[:, self.features]
+        # zero features up to a multiple of COLUMNS parameters per class row (intercept included):
+        # BLAS runs such widths at full speed (digits: 61 -> 64, the gradient's product ~25% faster)
+        kept = F.pad(kept, (0, -(len(self.features) + 1) % COLUMNS))
+        self.objective = LogregObjective(kept, y, n_classes)
         self._full_fit: torch.Tensor | None = None
         self._preconditioner: Preconditioner | None = None
 
@@ -82,7 +89,7 @@ class ConvexTrainer:
             iterations=int(result.n_iter.sum()), not_converged=int((~result.converged).sum())
         )
         theta = result.theta.new_zeros((len(masks), self.objective.n_rows, self.x[0].numel() + 1))
-        theta[..., self.features] = result.theta[..., :-1]  # left-out features: weight 0
+        theta[..., self.features] = result.theta[..., : len(self.features)]  # others: weight 0
         theta[..., -1] = result.theta[..., -1]
         return theta
 
@@ -95,7 +102,7 @@ class ConvexTrainer:
 
     def _shape(self, b: int) -> tuple[int, int, int]:
         """Solver parameters of b models: (b, R, D), over the features kept, intercept last."""
-        return b, self.objective.n_rows, len(self.features) + 1
+        return b, self.objective.n_rows, self.objective.x.shape[1]
 
     def _warm_start(self) -> torch.Tensor:
         """The full-data fit (1, R, D), solved once."""
