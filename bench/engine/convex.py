@@ -76,6 +76,9 @@ class LogregObjective:
     kernels compute a contiguous tensor's tail (numel mod two vectors: 32 float32 with AVX-512) by
     scalar code, whose exp2 / log round differently from the vector code, so without the padding a
     model's values would depend on how many models share its tensors.
+
+    The gradient is (P - Y)' diag(w_b) X; its labels' part Y' diag(w_b) X depends on the weights
+    alone, so a solve forms it once (`label_sums`) and each evaluation only P' diag(w_b) X.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
@@ -120,15 +123,29 @@ class LogregObjective:
         """Weights (B, n) -> (B, n_pad), the padding rows' weights 0."""
         return pad_rows(weights.T, PAD).T.contiguous()
 
+    def label_sums(self, weights: torch.Tensor) -> torch.Tensor:
+        """(B, R, D): sum_i w_bi [y_i = r] x_i, the labels' part of each model's gradient; fixed
+        while the weights are (weights padded, see `pad`)."""
+        rows = torch.arange(self.n_classes - self.n_rows, self.n_classes, device=self.y.device)
+        onehot = (rows[:, None] == self.y).to(weights.dtype)  # (R, n_pad)
+        sums = rowwise_mm((weights[:, None, :] * onehot).flatten(0, 1), self.x)
+        return sums.view(len(weights), self.n_rows, self.x.shape[1])
+
     def __call__(
-        self, theta: torch.Tensor, weights: torch.Tensor, penalty: torch.Tensor
+        self,
+        theta: torch.Tensor,
+        weights: torch.Tensor,
+        penalty: torch.Tensor,
+        label_sums: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """f (B,) and grad (B, R, D); weights (B, n) = m_b / S_b (or padded, see `pad`), penalty
-        (B,) = 1 / (C S_b)."""
+        (B,) = 1 / (C S_b), `label_sums(weights)` when the caller keeps them."""
         b, rows, d = theta.shape
         k, n = self.n_classes, len(self.x)
         if weights.shape[1] != n:
             weights = self.pad(weights)
+        if label_sums is None:
+            label_sums = self.label_sums(weights)
         z = self.logits(theta, self._xt_log2, self._workspace(k * b * n, theta))  # (K, B, n) bits
         index = self.y.expand(1, b, n)
         zmax = z.amax(0)
@@ -138,9 +155,8 @@ class LogregObjective:
         ce.add_(total.log())
         w = theta[..., :-1]
         f = torch.linalg.vecdot(ce, weights) + 0.5 * penalty * w.square().sum((1, 2))
-        e.mul_(weights / total).scatter_add_(0, index, -weights[None])  # (P - Y) m_b / S_b
-        e = e[k - rows :].reshape(rows * b, n)
-        grad = rowwise_mm(e, self.x).view(rows, b, d).transpose(0, 1).contiguous()
+        e = e.mul_(weights / total)[k - rows :].reshape(rows * b, n)  # P m_b / S_b
+        grad = rowwise_mm(e, self.x).view(rows, b, d).transpose(0, 1).sub(label_sums)  # (P - Y)' X
         grad[..., :-1].add_(w * penalty[:, None, None])
         self.count(b, b * self.flops_per_eval)
         return f, grad

@@ -182,9 +182,11 @@ def _working_set(objective, masks, C, theta0, pre):
     n_models, k, d = theta0.shape
     sizes = masks.sum(1)
     penalty = 1.0 / (C * sizes)
+    weights = objective.pad(masks / sizes[:, None])
     ws = _Models(
         ids=torch.arange(n_models, device=theta0.device),
-        weights=objective.pad(masks / sizes[:, None]),
+        weights=weights,
+        label_sums=objective.label_sums(weights),
         penalty=penalty,
         base=theta0 if pre is not None else None,
         scale=pre.scales(penalty) if pre is not None else None,
@@ -194,7 +196,7 @@ def _working_set(objective, masks, C, theta0, pre):
         pick = (lambda t: t) if rows is None else (lambda t: t[rows])
         u = x.view(-1, k, d)
         theta = u if pre is None else pick(ws.base) + pre.to_theta(u, pick(ws.scale))
-        f, g = objective(theta, pick(ws.weights), pick(ws.penalty))
+        f, g = objective(theta, pick(ws.weights), pick(ws.penalty), pick(ws.label_sums))
         gmax = g.abs().amax((1, 2))
         if pre is not None:
             g = pre.to_u(g, pick(ws.scale))
