@@ -208,7 +208,7 @@ def engine_row(engine, split: Split, n_masks: int, timing: EngineTiming, matmul_
         "tf32": engine.options.tf32,
         "masks": n_masks,
         "engine_seconds": round(seconds, 4),
-        "engine_models_per_s": round(n_masks / seconds, 1),
+        "engine_models_per_s": float(f"{n_masks / seconds:.4g}"),
         "engine_cpu_seconds": round(timing.cpu_seconds, 4),  # process CPU time, all threads
         "engine_gflops": round(timing.flops / seconds / 1e9, 2),
         "peak": peak_name,
@@ -253,7 +253,7 @@ def reference_columns(ref: Reference, timing: EngineTiming, y_eval: np.ndarray) 
         "reference": ref.name,
         "reference_masks": n_ref,
         "reference_seconds": round(ref.seconds, 3),
-        "reference_models_per_s": round(n_ref / ref.seconds, 2),
+        "reference_models_per_s": float(f"{n_ref / ref.seconds:.4g}"),
         "reference_cpu_seconds": round(ref.cpu_seconds, 3),
         "speedup": round((n_masks / timing.seconds) / (n_ref / ref.seconds), 2),
         "cpu_time_ratio": round((ref.cpu_seconds / n_ref) / (timing.cpu_seconds / n_masks), 2),
