@@ -116,9 +116,11 @@ class _Path:
     def _gradient(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
         """X~' r of every live problem (p, K + 1, Q_live), a bound on each problem's error
         (K + 1, Q_live) and the residuals when they were formed (m, K + 1, Q_live). With full
-        Grams and few active columns per sample, c - H b (exact); otherwise from the residuals,
-        one bounded product with the design (MaskDesign.rmatmul_bounded)."""
-        if self.full_gram:
+        Grams, a design kept as bits and few active columns per sample, c - H b (exact);
+        otherwise from the residuals, one bounded product with the design
+        (MaskDesign.rmatmul_bounded): on a cached design one dense product, faster than gathering
+        Gram rows, and the residuals give the CV errors too."""
+        if self.full_gram and self.design.cache is None:
             cols, coef = self._stack()
             active = int(coef.any(2).sum())  # sum over problems k of their active columns
             if active * len(self.live) <= self.design.m * len(self._live_sets()):
@@ -377,7 +379,8 @@ def _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, thre
                 stacklevel=3,
             )
             break
-        _release_free_memory()
+        if not path.full_gram:  # working-set Grams come and go at growing sizes
+            _release_free_memory()
         errors[path.live, :, index] = (resid[held_out] ** 2).T.cpu().numpy()
         history[index] = path.full_fit()
         reached[path.live] = index + 1
