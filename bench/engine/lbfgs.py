@@ -2,7 +2,8 @@
 solved at once.
 
 The solver is L-BFGS with scipy's memory of 10 pairs, started like scipy's (first step of length 1
-along -g), in the compact form of Byrd, Nocedal & Schnabel (1994, eq. 2.6 / Nocedal & Wright,
+along -g) or, in a preconditioner's variables, by the unit step -g (a block-Newton step at the
+reference point), in the compact form of Byrd, Nocedal & Schnabel (1994, eq. 2.6 / Nocedal & Wright,
 Numerical Optimization, eq. 7.24), with a backtracking Armijo line search (N&W Alg. 3.1). Every step is
 batched over the B models: two matmuls give all logits and gradients (`convex.LogregObjective`), and
 a few (B, 2m, p) batched matmuls the quasi-Newton directions. Converged models leave the working
@@ -38,7 +39,7 @@ class CurvatureMemory:
     solves and (1, k) x (k, p) products round differently by a model's position in the batch.
     """
 
-    def __init__(self, g: torch.Tensor, m: int) -> None:
+    def __init__(self, g: torch.Tensor, m: int, unit_start: bool = False) -> None:
         b, p = g.shape
         self.m, self.count = m, 0
         self.pairs = g.new_zeros((b, 2 * m, p))  # slots 0..m-1: s; m..2m-1: y
@@ -46,9 +47,10 @@ class CurvatureMemory:
         self.yy = g.new_zeros((b, 0, 0))
         self.rinv = g.new_zeros((b, 0, 0))  # R^{-1}
         self.valid = torch.zeros((b, 0), dtype=torch.bool, device=g.device)
-        self.gamma = 1.0 / g.norm(dim=1).clamp_min(
-            torch.finfo(g.dtype).tiny
-        )  # first step: length 1
+        if unit_start:  # first step -g: Newton's where the Hessian is about I
+            self.gamma = torch.ones_like(g[:, 0])
+        else:  # first step of length 1, as scipy's
+            self.gamma = 1.0 / g.norm(dim=1).clamp_min(torch.finfo(g.dtype).tiny)
 
     def keep(self, rows: torch.Tensor) -> None:
         for name in ("pairs", "sy", "yy", "rinv", "valid", "gamma"):
@@ -152,7 +154,7 @@ def lbfgs_logreg(
     else:
         x = theta0.new_zeros((n_models, theta0[0].numel()))  # u = 0
     ws.x, ws.f, ws.g, ws.gmax, ws.theta = x, *evaluate(x)
-    memory = CurvatureMemory(ws.g, history)
+    memory = CurvatureMemory(ws.g, history, unit_start=preconditioner is not None)
     result = LbfgsResult(
         theta0.clone(),
         torch.zeros(n_models, dtype=torch.long, device=theta0.device),

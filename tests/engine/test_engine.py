@@ -34,7 +34,10 @@ def random_masks(n: int, count: int, seed: int = 0) -> np.ndarray:
 def test_engine_logreg_matches_the_sklearn_reference():
     """The issue's acceptance test at CI size: same predictions on >= 99% of the validation points
     of every submodel, mean accuracy within 0.5 points (300 validation points: one near-tie flip
-    leaves 99.7%; scikit-learn's own tol=1e-4 fits differ from the exact optimum as much)."""
+    leaves 99.7%; scikit-learn's own tol=1e-4 fits differ from the exact optimum as much), and
+    probabilities as close to the exact optimum's (scikit-learn at tol=1e-10) as scikit-learn's
+    own fits, on average. Both stop at max |gradient| <= 1e-4, which leaves single probabilities
+    up to ~0.02-0.05 from the optimum along flat directions (either solver's)."""
     split, _ = prepare({"name": "digits", "n_train": 200, "n_val": 300, "n_test": 60}, NONE)
     masks = random_masks(split.n_train, 24)
     reference = SklearnUtility(split, progress=False)._predict_proba(masks, split.x_val)
@@ -44,7 +47,10 @@ def test_engine_logreg_matches_the_sklearn_reference():
     assert same.min() >= 0.99
     acc = lambda p: (p.argmax(-1) == split.y_val).mean(1)  # noqa: E731
     assert abs(acc(probs).mean() - acc(reference).mean()) <= 0.005
-    assert np.abs(probs - reference).max() < 0.05
+    exact = SklearnUtility(split, tol=1e-10, max_iter=10_000, progress=False)
+    optimum = exact._predict_proba(masks, split.x_val)
+    assert np.abs(probs - optimum).mean() <= np.abs(reference - optimum).mean()
+    assert np.abs(probs - optimum).max() < 0.06 and np.abs(probs - reference).max() < 0.08
     assert engine.engine.stats["not_converged"] == 0
 
 
