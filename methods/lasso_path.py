@@ -116,11 +116,13 @@ class _Path:
     def _gradient(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
         """X~' r of every live problem (p, K + 1, Q_live), a bound on each problem's error
         (K + 1, Q_live) and the residuals when they were formed (m, K + 1, Q_live). With full
-        Grams, a design kept as bits and few active columns per sample, c - H b (exact);
-        otherwise from the residuals, one bounded product with the design
-        (MaskDesign.rmatmul_bounded): on a cached design one dense product, faster than gathering
-        Gram rows, and the residuals give the CV errors too."""
-        if self.full_gram and self.design.cache is None:
+        Grams and few active columns per sample, c - H b (exact); otherwise from the residuals,
+        one bounded product with the design (MaskDesign.rmatmul_bounded), which also gives the CV
+        errors. A cached design smaller than the Grams takes the residuals' route too: one dense
+        product reads less memory than gathering Gram rows (poison_digits: 3.8 -> 3.2 s)."""
+        design = self.design
+        cached_and_smaller = design.cache is not None and len(self.sets) * design.p > design.m
+        if self.full_gram and not cached_and_smaller:
             cols, coef = self._stack()
             active = int(coef.any(2).sum())  # sum over problems k of their active columns
             if active * len(self.live) <= self.design.m * len(self._live_sets()):
