@@ -187,6 +187,10 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--only", nargs="+", metavar="REGIME:N", help="these configurations, in this order"
     )
+    parser.add_argument(
+        "--update", action="store_true",
+        help="keep the other configurations' rows of the existing results, replacing those re-run",
+    )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
     parser.add_argument("--out", type=Path, default=Path("results/perf"))
     args = parser.parse_args(argv)
@@ -204,16 +208,26 @@ def main(argv=None) -> None:
     configs = [(regime, n) for regime, ns in sizes.items() for n in ns]
     if args.only:
         configs = [(item.split(":")[0], int(item.split(":")[1])) for item in args.only]
-    rows = []
+    previous = args.out / "ame_scale.csv"
+    rows = pd.read_csv(previous).to_dict("records") if args.update and previous.exists() else []
     for regime, n in configs:  # the files are rewritten after every configuration
         load = os.getloadavg()[0]
         row = run_one(regime, n, k, queries, args.timeout)
         row["load_avg"] = f"{load:.1f}-{os.getloadavg()[0]:.1f}"
+        row["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         print(json.dumps(row), flush=True)
-        rows.append(row)
+        rows = replace_row(rows, row)
         write_results(pd.DataFrame(rows), args.out)
     print(markdown(pd.DataFrame(rows)))
     print(f"wrote {args.out}/ame_scale.csv, .md, .png")
+
+
+def replace_row(rows: list[dict], row: dict) -> list[dict]:
+    """`rows` with `row` in place of the one of the same configuration (regime, n), else appended."""
+    same = [i for i, r in enumerate(rows) if (r["regime"], r["n"]) == (row["regime"], row["n"])]
+    if not same:
+        return [*rows, row]
+    return [row if i == same[0] else r for i, r in enumerate(rows)]
 
 
 def write_results(table: pd.DataFrame, out: Path) -> None:

@@ -105,3 +105,11 @@ def test_ame_scale_quick_mode_writes_its_table_and_figure(tmp_path, capsys):
     assert float(backdoor["peak_rss_gb"]) > 0 and float(backdoor["estimate_s"]) > 0
     assert (tmp_path / "ame_scale.png").stat().st_size > 0
     assert "| regime | n |" in (tmp_path / "ame_scale.md").read_text()
+
+    main(["ame-scale", "--only", "mislabel:300", "--update", "--out", str(tmp_path)])
+    again = list(csv.DictReader((tmp_path / "ame_scale.csv").open()))
+    assert [(row["regime"], row["n"]) for row in again] == [
+        (row["regime"], row["n"]) for row in table
+    ]
+    assert [row["estimate_s"] for row in again[:2]] == [row["estimate_s"] for row in table[:2]]
+    assert again[2]["date"] >= table[2]["date"] and not again[2].get("error")
