@@ -9,7 +9,10 @@ Targets (issue 15), each a row with its goal and whether it was met:
 - the MLP engine against the per-model torch loop (engine.loop) on the same device;
 - ResNet-9 on 50,000 CIFAR-shaped images (generated, or CIFAR-10 with --cifar-root): seconds per
   submodel and submodels per hour at the AME paper's 2,500 steps x batch 500, extrapolated from
-  `--resnet-steps` steps, goal < 5 s; clean validation accuracy after one full 2,500-step run.
+  `--resnet-steps` steps, goal < 5 s; clean validation accuracy after one full 2,500-step run;
+- the AME estimator at the paper's CIFAR10-50 shape (issue 11; `perf ame-scale`'s backdoor game:
+  n = 50,000, k = 50 poisons, Q = 20 queries, m = 6,244, knockoffs) on the device AME picks (CUDA
+  when present): seconds, goal <= 5 minutes with knockoff precision and recall >= 0.8.
 In tiny mode the numbers are not measurements (toy sizes, CPU): no goal is judged, and the files are
 gpu_tiny.csv / gpu_tiny.md, so that the committed GPU figures are never overwritten by it.
 """
@@ -27,6 +30,7 @@ import numpy as np
 
 from ..engine.device import device_name
 from ..engine.engine import engine_for, resolve_device
+from .ame_scale import backdoor
 from .engine import bench_engine, problem
 from .output import load_average, write_csv, write_markdown
 
@@ -37,6 +41,7 @@ SIZES = {  # full (GPU) and tiny (CPU test) sizes of every step
     "mlp": ((1024, 500, 8), (4, 5, 2)),  # masks, steps, reference masks
     "resnet": ((50_000, 16, PAPER_BATCH), (64, 2, 8)),  # images, masks, batch
     "resnet_arch": ([], ["model.width=8", "model.groups=2"]),
+    "ame": ((50_000, 50, 20), (300, 5, 3)),  # players, poisons, queries
 }
 
 
@@ -79,6 +84,18 @@ def resnet_rows(device: str, tiny: bool, steps: int, cifar_root: str | None) -> 
     return rows
 
 
+def ame_row(tiny: bool) -> dict:
+    """The AME estimator on `perf ame-scale`'s backdoor game of the paper's shape."""
+    n, k, queries = SIZES["ame"][1 if tiny else 0]
+    row = backdoor(n, k, queries)
+    seconds, found = row["estimate_s"], min(row["sel_precision"], row["sel_recall"])
+    return {"target": f"AME estimator, backdoor game n = {n:,}, k = {k}, Q = {queries}, knockoffs",
+            "value": seconds, "goal": "<= 300 s, precision and recall >= 0.8",
+            "met": seconds <= 300 and found >= 0.8,
+            "detail": f"m = {row['m']} samples on {row['device']}; knockoff precision "
+                      f"{row['sel_precision']}, recall {row['sel_recall']}"}  # fmt: skip
+
+
 def measure(device: str, tiny: bool, resnet_steps: int, cifar_root: str | None) -> list[dict]:
     pick = 1 if tiny else 0
     rows = []
@@ -102,6 +119,7 @@ def measure(device: str, tiny: bool, resnet_steps: int, cifar_root: str | None) 
                            f"submodels/s; {100 * r['flop_fraction']:.0f}% of {r['peak']}; "
                            f"max prob. diff {r['max_prob_diff']}"})  # fmt: skip
     rows += resnet_rows(device, tiny, resnet_steps, cifar_root)
+    rows.append(ame_row(tiny))
     return rows
 
 

@@ -50,7 +50,8 @@ def test_gpu_command_runs_its_tiny_mode_on_cpu(tmp_path, capsys):
     rows = list(csv.DictReader((tmp_path / "gpu_tiny.csv").open()))
     targets = " ".join(row["target"] for row in rows)
     for part in ("CPU per-mask loop, B = 32", "matmul FLOP/s", "MLP engine vs per-model torch loop",
-                 "ResNet-9: seconds per submodel", "ResNet-9: clean accuracy"):  # fmt: skip
+                 "ResNet-9: seconds per submodel", "ResNet-9: clean accuracy",
+                 "AME estimator, backdoor game n = 300"):  # fmt: skip
         assert part in targets
     assert all(row["tiny"] == "True" and row["met"] == "" for row in rows)  # nothing judged
     assert all(float(row["value"]) > 0 for row in rows)
