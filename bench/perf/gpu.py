@@ -23,6 +23,7 @@ import argparse
 import os
 import time
 from argparse import Namespace
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -96,31 +97,46 @@ def ame_row(tiny: bool) -> dict:
                       f"{row['sel_precision']}, recall {row['sel_recall']}"}  # fmt: skip
 
 
-def measure(device: str, tiny: bool, resnet_steps: int, cifar_root: str | None) -> list[dict]:
+def measure(device: str, tiny: bool, resnet_steps: int, cifar_root: str | None) -> Iterator[dict]:
+    """Every target's row, in order."""
     pick = 1 if tiny else 0
-    rows = []
     masks = SIZES["logreg_masks"][pick]
     for b in masks:
         r = engine_row(device, tiny, "logreg", b, SIZES["logreg_reference"][pick])
-        rows.append({"target": f"logreg engine vs CPU per-mask loop, B = {b}",
-                     "value": r["speedup"], "goal": ">= 100x", "met": r["speedup"] >= 100,
-                     "detail": f"{r['engine_models_per_s']} vs {r['reference_models_per_s']} "
-                               f"submodels/s, agreement {r['agreement_mean']}"})  # fmt: skip
-        rows.append({"target": f"logreg engine share of matmul FLOP/s, B = {b}",
-                     "value": r["flop_fraction"], "goal": ">= 0.30",
-                     "met": r["flop_fraction"] >= 0.30,
-                     "detail": f"{r['engine_gflops']} of {r['peak_gflops']} GFLOP/s "
-                               f"({r['peak']})"})  # fmt: skip
+        yield {"target": f"logreg engine vs CPU per-mask loop, B = {b}",
+               "value": r["speedup"], "goal": ">= 100x", "met": r["speedup"] >= 100,
+               "detail": f"{r['engine_models_per_s']} vs {r['reference_models_per_s']} "
+                         f"submodels/s, agreement {r['agreement_mean']}"}  # fmt: skip
+        yield {"target": f"logreg engine share of matmul FLOP/s, B = {b}",
+               "value": r["flop_fraction"], "goal": ">= 0.30",
+               "met": r["flop_fraction"] >= 0.30,
+               "detail": f"{r['engine_gflops']} of {r['peak_gflops']} GFLOP/s "
+                         f"({r['peak']})"}  # fmt: skip
     n_masks, steps, refs = SIZES["mlp"][pick]
     r = engine_row(device, tiny, "mlp", n_masks, refs, [f"model.steps={steps}"])
-    rows.append({"target": f"MLP engine vs per-model torch loop, B = {n_masks}",
-                 "value": r["speedup"], "goal": "report", "met": None,
-                 "detail": f"{r['engine_models_per_s']} vs {r['reference_models_per_s']} "
-                           f"submodels/s; {100 * r['flop_fraction']:.0f}% of {r['peak']}; "
-                           f"max prob. diff {r['max_prob_diff']}"})  # fmt: skip
-    rows += resnet_rows(device, tiny, resnet_steps, cifar_root)
-    rows.append(ame_row(tiny))
-    return rows
+    yield {"target": f"MLP engine vs per-model torch loop, B = {n_masks}",
+           "value": r["speedup"], "goal": "report", "met": None,
+           "detail": f"{r['engine_models_per_s']} vs {r['reference_models_per_s']} "
+                     f"submodels/s; {100 * r['flop_fraction']:.0f}% of {r['peak']}; "
+                     f"max prob. diff {r['max_prob_diff']}"}  # fmt: skip
+    yield from resnet_rows(device, tiny, resnet_steps, cifar_root)
+    yield ame_row(tiny)
+
+
+def write(rows: list[dict], out: Path, device: str, tiny: bool, seconds: float) -> str:
+    """gpu.csv / gpu.md (gpu_tiny.* in tiny mode) with the rows so far, rewritten after every
+    target: a run cut short (a device's time limit) keeps what it measured."""
+    stamp = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "device": device_name(device), "tiny": tiny, "load_average": load_average(),
+             "seconds_total": round(seconds, 1)}  # fmt: skip
+    rows = [{**row, **stamp} for row in rows]
+    name = "gpu_tiny" if tiny else "gpu"
+    write_csv(rows, out / f"{name}.csv")
+    write_markdown(rows, ["target", "value", "goal", "met", "detail"], out / f"{name}.md",
+                   f"GPU targets ({'tiny mode: toy sizes, not a measurement; ' if tiny else ''}"
+                   f"{stamp['device']}, {stamp['date']}, {stamp['seconds_total']} s, load "
+                   f"average {stamp['load_average']})")  # fmt: skip
+    return name
 
 
 def main(argv=None) -> None:
@@ -137,19 +153,9 @@ def main(argv=None) -> None:
         parser.error(str(err))
     tiny = args.tiny or device.type != "cuda"
     steps = 2 if tiny else args.resnet_steps
-    t0 = time.perf_counter()
-    rows = measure(str(device), tiny, steps, args.cifar_root)
-    stamp = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "device": device_name(str(device)), "tiny": tiny, "load_average": load_average(),
-             "seconds_total": round(time.perf_counter() - t0, 1)}  # fmt: skip
-    rows = [{**row, "met": "" if tiny or row["met"] is None else row["met"], **stamp}
-            for row in rows]  # fmt: skip
-    name = "gpu_tiny" if tiny else "gpu"
-    write_csv(rows, args.out / f"{name}.csv")
-    write_markdown(rows, ["target", "value", "goal", "met", "detail"], args.out / f"{name}.md",
-                   f"GPU targets ({'tiny mode: toy sizes, not a measurement; ' if tiny else ''}"
-                   f"{stamp['device']}, {stamp['date']}, {stamp['seconds_total']} s, load "
-                   f"average {stamp['load_average']})")  # fmt: skip
-    for row in rows:
-        print(f"{row['target']}: {row['value']} (goal {row['goal']}) {row['detail']}")
+    t0, rows = time.perf_counter(), []
+    for row in measure(str(device), tiny, steps, args.cifar_root):
+        rows.append({**row, "met": "" if tiny or row["met"] is None else row["met"]})
+        print(f"{row['target']}: {row['value']} (goal {row['goal']}) {row['detail']}", flush=True)
+        name = write(rows, args.out, str(device), tiny, time.perf_counter() - t0)
     print(f"wrote {args.out / name}.csv and .md")
