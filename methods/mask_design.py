@@ -134,7 +134,7 @@ class MaskDesign:
             full[cols] = beta
             return self.matmul(full)
         if self.cache is not None:
-            return (self.cache[cols].T @ beta.to(self.dtype)).double()
+            return _times_rows(beta, self.cache[cols])
         out = (self._floats(self.bits[cols]).T @ beta.to(self.dtype)).double()
         return self.diff[:, None] * out + self.b[:, None] * beta.sum(0)[None, :]
 
@@ -214,7 +214,7 @@ class MaskDesign:
     def matmul(self, beta: torch.Tensor) -> torch.Tensor:
         """X beta for beta (p, R) float64: (m, R) float64."""
         if self.cache is not None:
-            return (self.cache.T @ beta.to(self.dtype)).double()
+            return _times_rows(beta, self.cache)
         out = torch.zeros((self.m, beta.shape[1]), dtype=torch.float64, device=self.device)
         for cols in self._blocks():
             out += (self._floats(self.bits[cols]).T @ beta[cols].to(self.dtype)).double()
@@ -227,3 +227,9 @@ class MaskDesign:
         diff = self.a**2 - self.b**2
         out = torch.cat([self.bits[cols].double() @ diff for cols in self._blocks()])
         return out + float((self.b**2).sum())
+
+
+def _times_rows(beta: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """rows' beta (m, R) float64 for rows (p, m) in their dtype: as (beta' rows)', which BLAS runs
+    ~10x faster than rows' @ beta when R is small (a transposed operand against a thin one)."""
+    return (beta.T.to(rows.dtype) @ rows).T.contiguous().double()
