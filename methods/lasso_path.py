@@ -125,7 +125,7 @@ class _Path:
         if self.full_gram and not cached_and_smaller:
             cols, coef = self._stack()
             active = int(coef.any(2).sum())  # sum over problems k of their active columns
-            if active * len(self.live) <= self.design.m * len(self._live_sets()):
+            if active * len(self.live) <= design.m * len(self._live_sets()):
                 return (*self.grams.gradient(self.live, cols, coef), None)
         resid = self.problems.resid(self.y[..., self.live] - self._fits())
         train = self.problems.w.T[:, :, None] * resid
