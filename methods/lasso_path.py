@@ -82,7 +82,7 @@ def _release_free_memory() -> None:
 class _Path:
     """Every problem's solution along the shared lambda index; see the module docstring."""
 
-    def __init__(self, design, y, problems, n_lambdas, memory_mb, threads: int) -> None:
+    def __init__(self, design, y, problems, n_lambdas, memory_mb, threads: int, pool) -> None:
         self.design, self.problems, self.dev = design, problems, design.device
         self.threads = threads  # for the products with the whole design; one thread otherwise
         k1, n_queries = problems.w.shape[0], y.shape[1]
@@ -104,6 +104,7 @@ class _Path:
         self.sets = [[WorkingSet(k, q, g) for q in range(n_queries)] for k in range(k1)]
         self.inside = np.zeros((design.p, k1, n_queries), dtype=bool)  # column in working set
         self.live = np.arange(n_queries)
+        self.slot = {q: q for q in range(n_queries)}  # each live response's place in `live`
         self.full_gram = FullGrams.bytes_needed(design.p, k1) <= self.memory
         if self.full_gram:
             with _threads(threads):
@@ -112,6 +113,7 @@ class _Path:
             self.grams = DesignGrams(design, problems, self.c_np, threads)
         self.pruned = False  # the working sets were cut to their active columns at the budget
         self.dense = None  # DensePath once every column is in
+        self.pool = pool if threads > 1 else None  # for the working sets' solves
 
     def _gradient(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
         """X~' r of every live problem (p, K + 1, Q_live), a bound on each problem's error
@@ -144,7 +146,7 @@ class _Path:
         cols = np.unique(np.concatenate([ws.cols[nz] for ws, nz in where]))
         coef = np.zeros((len(cols), len(self.sets), len(self.live)))
         for ws, nz in where:
-            j = int(np.searchsorted(self.live, ws.q))
+            j = self.slot[ws.q]
             coef[np.searchsorted(cols, ws.cols[nz]), ws.k, j] = ws.beta[nz]
         return cols, coef
 
@@ -153,14 +155,13 @@ class _Path:
         nonzero coefficients while it is small, else one per problem over its own (the unions of
         many problems' noise columns can be far larger than any of them)."""
         sets = self._live_sets()
-        n_nonzero = sum(int(np.count_nonzero(ws.beta)) for ws in sets)
-        n_union = len(np.unique(np.concatenate([ws.cols[ws.beta != 0] for ws in sets])))
+        cols, coef = self._stack()
+        n_union, n_nonzero = len(cols), np.count_nonzero(coef)
         shape = (self.design.m, len(self.sets), len(self.live))
         if n_union == 0:
             return torch.zeros(shape, dtype=torch.float64, device=self.dev)
         with _threads(self.threads):
             if n_union * len(sets) <= 8 * n_nonzero or n_union * self.design.m <= 2**21:
-                cols, coef = self._stack()
                 flat = torch.as_tensor(coef.reshape(len(cols), -1), device=self.dev)
                 return self.design.matmul_cols(cols, flat).view(shape)
             fits = torch.zeros(shape, dtype=torch.float64, device=self.dev)
@@ -169,7 +170,7 @@ class _Path:
                 if nz.any():
                     beta = torch.as_tensor(ws.beta[nz], device=self.dev)[:, None]
                     fit = self.design.matmul_cols(ws.cols[nz], beta)[:, 0]
-                    fits[:, ws.k, int(np.searchsorted(self.live, ws.q))] = fit
+                    fits[:, ws.k, self.slot[ws.q]] = fit
             return fits
 
     def _alpha(self, index: int) -> np.ndarray:
@@ -177,22 +178,24 @@ class _Path:
         return self.size[:, None] * self.lambdas[self.live, index][None, :]
 
     # ----- working sets -----
-    def _extend(self, add: np.ndarray) -> set:
-        """Add to each live problem the columns marked in `add` (p, K + 1, Q_live); returns the
-        problems (k, q) whose sets grew."""
+    def _extend(self, add: np.ndarray) -> dict:
+        """Mark as joining each live problem's set the columns marked in `add` (p, K + 1, Q_live);
+        returns the columns joining each problem (k, q). Full-Gram lookups happen in the
+        problem's own solve (_solve_sets, on its threads); Grams from the design, here."""
         k, j, cols = np.nonzero(add.transpose(1, 2, 0))  # grouped by problem, columns sorted
         if not len(cols):
-            return set()
+            return {}
         cuts = np.flatnonzero(np.diff(k * len(self.live) + j)) + 1
-        grown = set()
+        joining = {}
         for kk, jj, new in zip(
             k[np.r_[0, cuts]], j[np.r_[0, cuts]], np.split(cols, cuts), strict=True
         ):
             q = int(self.live[jj])
-            self.grams.extend(self.sets[kk][q], new)
+            if not self.full_gram:  # products on the path's threads: not from a worker
+                self.grams.extend(self.sets[kk][q], new)
             self.inside[new, kk, q] = True
-            grown.add((int(kk), q))
-        return grown
+            joining[int(kk), q] = new
+        return joining
 
     def _keep(self, ws: WorkingSet, keep: np.ndarray) -> None:
         if not keep.all():
@@ -245,8 +248,8 @@ class _Path:
                     raise OverBudget(self._gram_bytes(add))
                 self._go_dense()
                 return self.dense.solve(index, self.live)
-            dirty |= self._extend(add)
-            self._solve_sets(sorted(dirty), alpha)
+            joining = self._extend(add)
+            self._solve_sets(sorted(dirty | set(joining)), alpha, joining)
             grad, bound, resid = self._gradient()
             add = self._violators(grad, bound, alpha, resid)
             if not add.any():
@@ -275,19 +278,23 @@ class _Path:
                 )
         return out
 
-    def _solve_sets(self, problems: list, alpha: np.ndarray) -> None:
-        """Coordinate descent on each problem (k, q) in `problems`, on the path's threads once the
-        sets are large enough to repay them (the solver releases the GIL)."""
-        jobs = [
-            (self.sets[k][q], alpha[k, int(np.searchsorted(self.live, q))], self.y_train[k][q])
-            for k, q in problems
-        ]
-        if self.threads > 1 and np.mean([len(ws.cols) for ws, _, _ in jobs]) >= THREADED_SETS:
-            with ThreadPoolExecutor(self.threads) as pool:
-                list(pool.map(lambda job: job[0].solve(job[1], job[2]), jobs))
+    def _solve_sets(self, problems: list, alpha: np.ndarray, joining: dict) -> None:
+        """Coordinate descent on each problem (k, q) in `problems`, after its full-Gram lookups
+        for the columns `joining` it, on the path's threads once the sets are large enough to
+        repay them (the solver and numpy's copies release the GIL)."""
+
+        def job(k, q):
+            ws = self.sets[k][q]
+            if self.full_gram and (k, q) in joining:
+                self.grams.extend(ws, joining[k, q])
+            ws.solve(alpha[k, self.slot[q]], self.y_train[k][q])
+
+        sizes = [len(self.sets[k][q].cols) for k, q in problems]
+        if self.pool is not None and np.mean(sizes) >= THREADED_SETS:
+            list(self.pool.map(lambda kq: job(*kq), problems))
         else:
-            for ws, a, y in jobs:
-                ws.solve(a, y)
+            for k, q in problems:
+                job(k, q)
 
     def _prune(self, alpha: np.ndarray) -> None:
         """Drop from each working set the zero coefficients whose gradient is below PRUNE x lambda
@@ -295,7 +302,7 @@ class _Path:
         for ws in self._live_sets():
             if len(ws.cols) == self.design.p:  # every column (full Grams): nothing to drop
                 continue
-            j = int(np.searchsorted(self.live, ws.q))
+            j = self.slot[ws.q]
             g = self.grad[ws.cols, ws.k, j]
             self._keep(ws, (ws.beta != 0) | (np.abs(g) >= PRUNE * alpha[ws.k, j]))
 
@@ -330,6 +337,7 @@ class _Path:
         if self.alpha_last is not None:
             self.alpha_last = self.alpha_last[:, going]
         self.live = self.live[going]
+        self.slot = {int(q): j for j, q in enumerate(self.live)}
 
 
 def lasso_cv_path(
@@ -351,15 +359,20 @@ def lasso_cv_path(
     with (
         _threads(1),
         threadpool_limits(1, user_api="blas"),
+        ThreadPoolExecutor(threads) as pool,
     ):  # many small products: threads would only synchronise
-        return _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, threads)
+        return _cv_path(
+            design, y, basis, folds, rule, n_lambdas, memory_mb, progress, threads, pool
+        )
 
 
-def _cv_path(design, y, basis, folds, rule, n_lambdas, memory_mb, progress, threads) -> LassoCV:
+def _cv_path(
+    design, y, basis, folds, rule, n_lambdas, memory_mb, progress, threads, pool
+) -> LassoCV:
     dev = design.device
     problems = Problems(torch.as_tensor(basis, dtype=torch.float64, device=dev), folds, dev)
     y_t = torch.as_tensor(y, dtype=torch.float64, device=dev)
-    path = _Path(design, y_t, problems, n_lambdas, memory_mb, threads)
+    path = _Path(design, y_t, problems, n_lambdas, memory_mb, threads, pool)
     m, n_queries = y.shape
     held_out = (torch.arange(m, device=dev), problems.fold + 1)
     errors = np.full((n_queries, m, n_lambdas), np.inf)

@@ -121,8 +121,8 @@ class FullGrams:
             return
         h = np.empty((len(cols), len(cols)))
         h[:old, :old] = ws.h
-        h[:, old:] = self.h[ws.k][np.ix_(cols, new)]
-        h[old:, :old] = h[:old, old:].T
+        h[old:] = self.h[ws.k][new][:, cols]  # rows, then columns: 1.5x a 2-d fancy index
+        h[:old, old:] = h[old:, :old].T
         ws.h, ws.cols = h, cols
         ws.c = np.concatenate([ws.c, self.c[new, ws.k, ws.q]])
         ws.beta = np.concatenate([ws.beta, np.zeros(len(new))])
@@ -172,23 +172,28 @@ class DesignGrams:
 def problem_grams(design: MaskDesign, problems) -> np.ndarray:
     """Residualised Grams H_k = X~' X~ over the training rows of every problem (K + 1, p, p) and
     the products X_T' B_T with the basis (K + 1, p, G): the folds' in one pass over the rows (m p^2
-    products), each problem's the sum of the others."""
+    products), each problem's the sum of the others. Every step writes into the one (K + 1) p^2
+    array: a temporary of that size costs more in page faults than its products."""
     n_folds, p = len(problems.fold_ids), design.p
-    grams = torch.zeros((n_folds + 1, p, p), dtype=torch.float64, device=design.device)
+    grams = torch.empty((n_folds + 1, p, p), dtype=torch.float64, device=design.device)
     cross = torch.zeros(
         (n_folds + 1, p, problems.basis.shape[1]), dtype=torch.float64, device=design.device
     )
     fold = problems.fold.cpu().numpy()
     for f in range(n_folds):
         rows = np.flatnonzero(fold == f)
+        grams[f + 1].zero_()
         for start in range(0, len(rows), design.block_rows(p)):
             part = torch.as_tensor(rows[start : start + design.block_rows(p)], device=design.device)
             xt = design.columns_at(part)  # (p, rows)
-            grams[f + 1] += (xt @ xt.T).double()
+            if xt.dtype == torch.float64:
+                grams[f + 1].addmm_(xt, xt.T)
+            else:
+                grams[f + 1] += (xt @ xt.T).double()
             cross[f + 1] += xt.double() @ problems.basis[part]
     for part in (grams, cross):  # problem 0: all folds; problem k: all but fold k
-        part[0] = part[1:].sum(0)
-        part[1:] = part[0] - part[1:]
-    for k in range(n_folds + 1):  # in place: no second (K + 1) p^2 array
+        torch.sum(part[1:], 0, out=part[0])
+        torch.sub(part[0], part[1:], out=part[1:])
+    for k in range(n_folds + 1):
         grams[k].addmm_(cross[k] @ problems.gram_pinv[k], cross[k].T, alpha=-1)
     return grams.cpu().numpy(), cross

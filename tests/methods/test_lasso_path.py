@@ -108,6 +108,20 @@ def test_float32_products_on_a_larger_design():
     assert np.abs(single.coef - exact.coef).max() <= 1e-4 * np.abs(exact.coef).max()
 
 
+def test_bounded_products_on_a_cached_design_hold_their_bound():
+    """A float64 cache forms the KKT gradient X' r in float32: every column within the bound of
+    the float64 product, the bound tight enough to re-check few columns exactly."""
+    p, masks = draw_samples(DESIGNS["grid"], 0, 900, 300)
+    a, b = DESIGNS["grid"].coding(p)
+    x = MaskDesign([masks], a, b)
+    scale = np.array([1e-3, 1.0, 1e3])
+    r = torch.as_tensor(np.random.default_rng(0).standard_normal((900, 3)) * scale)
+    fast, bound = x.rmatmul_bounded(r)
+    exact = x.rmatmul(r)
+    assert ((fast - exact).abs() <= bound).all()
+    assert (fast != exact).any() and (bound < 1e-2 * exact.abs().amax(0)).all()
+
+
 def test_ame_solvers_agree_and_report_the_estimator_time():
     game = games.random_pairwise(100, n_pairs=50, seed=5)
     path = AME(budget=600, knockoffs="knockoff+").value(game, seed=1)
