@@ -77,9 +77,10 @@ class MaskDesign:
         self.b = torch.as_tensor(b, dtype=torch.float64, device=device)
         self.diff = self.a - self.b
         self.block_bytes = int(block_mb * 2**20)
+        self.cache_bytes = cache_mb * 2**20
         self.cache, self.bits = None, None
         self._scratch = [None, None]  # float buffers the bits are converted into (_floats)
-        if self.m * self.p * torch.finfo(dtype).bits // 8 <= cache_mb * 2**20:
+        if self._fits_cache(self.m):
             codes = [self._code(torch.as_tensor(mk, device=device)) for mk in masks]
             self.cache = torch.cat(codes, 1).T.contiguous()  # (p, m): a column is a row
         else:
@@ -133,7 +134,7 @@ class MaskDesign:
         """X[:, cols] beta for beta (len(cols), R) float64: (m, R) float64, from the 0/1 bits on a
         large design (X_W beta = d * (M_W beta) + b sum(beta))."""
         cols = torch.as_tensor(cols, device=self.device)
-        if self.cache is not None and 4 * len(cols) >= self.p:  # most columns: no gather
+        if 4 * len(cols) >= self.p:  # most columns: the whole design, no gather
             full = torch.zeros((self.p, beta.shape[1]), dtype=torch.float64, device=self.device)
             full[cols] = beta
             return self.matmul(full)
@@ -142,15 +143,22 @@ class MaskDesign:
         out = _times_rows(beta, self._floats(self.bits[cols]))
         return self.diff[:, None] * out + self.b[:, None] * beta.sum(0)[None, :]
 
+    def _fits_cache(self, m: int) -> bool:
+        """Whether m rows of features in dtype fit `cache_mb`."""
+        return m * self.p * torch.finfo(self.dtype).bits // 8 <= self.cache_bytes
+
     def row_subset(self, rows: torch.Tensor) -> MaskDesign:
-        """The design of the samples `rows` only (a copy of their features or bits; the scratch
-        buffers are shared, as both are used from one thread)."""
+        """The design of the samples `rows` only: a copy of their features when those fit
+        `cache_mb` (a design kept as bits too: its folds' fits then need no conversions), else of
+        their bits. The scratch buffers are shared, as both are used from one thread."""
         sub = object.__new__(MaskDesign)
         sub.__dict__.update(self.__dict__)
         sub.m = len(rows)
         sub.a, sub.b, sub.diff = self.a[rows], self.b[rows], self.diff[rows]
         if self.cache is not None:
             sub.cache = self.cache[:, rows].contiguous()
+        elif self._fits_cache(sub.m):
+            sub.cache, sub.bits, sub.fast = self.columns_at(rows), None, False
         else:
             sub.bits = self.bits[:, rows].contiguous()
         return sub

@@ -54,17 +54,20 @@ def test_full_gram_mode_equals_the_reference(name, rule, knockoffs):
 
 
 @pytest.mark.parametrize("rule", ["1se", "min"])
-@pytest.mark.parametrize("grams", ["full", "bits", "bits32"])
+@pytest.mark.parametrize("grams", ["full", "full_bits", "bits", "bits32"])
 def test_working_sets_equal_the_reference_on_many_queries(rule, grams):
     """More columns than samples: per-problem working sets with KKT checks, their Grams looked up
-    in every problem's full Gram or (over the memory budget) computed from masks kept as bits, the
-    KKT gradients then by the bounded int8 product with exact re-checks near the threshold; in
-    float32 (as large designs run) within float32's precision."""
+    in every problem's full Gram (the design cached, or kept as bits with its folds' features
+    cached for the held-out fits) or (over the memory budget) computed from masks kept as bits,
+    the KKT gradients then by the bounded int8 product with exact re-checks near the threshold;
+    in float32 (as large designs run) within float32's precision."""
     parts = [games.random_pairwise(300, 60, seed=s) for s in range(2)] + [games.ThresholdGame(300)]
     game = games.MultiQueryGame(parts)
     args = {"design_args": {"cache_mb": 0, "int8": True}, "memory_mb": 12}  # full Grams: 17 MB
     if grams == "bits32":
         args["design_args"]["dtype"] = torch.float32
+    if grams == "full_bits":  # the design 2.1 MB, a fold's 0.4 MB
+        args = {"design_args": {"cache_mb": 1}}
     args = args if grams != "full" else {}
     reference, path = both_fits(DESIGNS["grid"], game, 450, 6, True, rule, **args)
     if grams == "bits32":
