@@ -186,8 +186,8 @@ class MaskDesign:
         """X[rows]' (p, len(rows)) in dtype."""
         if self.cache is not None:
             return self.cache[:, rows]
-        bits = self.bits[:, rows].to(self.dtype)
-        return bits * self.diff[rows].to(self.dtype)[None, :] + self.b[rows].to(self.dtype)[None, :]
+        features = self.bits[:, rows].to(self.dtype)  # in place from here: no temporaries
+        return features.mul_(self.diff[rows].to(self.dtype)).add_(self.b[rows].to(self.dtype))
 
     def block_rows(self, width: int) -> int:
         """How many rows of features at `width` columns fit one block."""
