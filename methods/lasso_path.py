@@ -11,9 +11,9 @@ H_T the projection on the unpenalised basis B fitted on T (Frisch-Waugh-Lovell).
   vectors, (I - H_T) v = v - B (B_T'B_T)^+ B_T' v_T, fitted on T and applied to every row, which is
   also how held-out rows are predicted; on Gram matrices it subtracts P (B_T'B_T)^+ P', P = X_T'B_T.
 - The full fit and the K fold fits of all Q responses, R = (K + 1) Q problems, share every product
-  with the whole design: the residuals of all of them go through one X' r, (p x m) @ (m x R), on a
-  large design a bounded product on its int8 bits (MaskDesign.rmatmul_bounded) whose near-threshold
-  columns are re-checked exactly.
+  with the whole design: the residuals of all of them go through one X' r, (p x m) @ (m x R), a
+  bounded product (MaskDesign.rmatmul_bounded: float32 on a cached float64 design, int8 digits on
+  the bits where those pay) whose near-threshold columns are re-checked exactly.
 - Working sets (the KKT-checked active-set strategy of glmnet; Tibshirani et al. 2012): each problem
   keeps its own set W of columns with their Gram X~_W' X~_W (methods/lasso_sets.py: looked up in
   every problem's full Gram when those fit `memory_mb`, else computed from the bits as columns
@@ -21,7 +21,8 @@ H_T the projection on the unpenalised basis B fitted on T (Frisch-Waugh-Lovell).
   W by scikit-learn's coordinate descent on the Gram (the reference's own solver), and the KKT
   conditions of every column are checked; violators join W and only their problems are solved
   again. Zero columns far from entering leave W. The work per lambda is the active sets' plus one
-  full gradient (c - H b from the full Grams when that is cheaper).
+  full gradient (c - H b from the full Grams when that is cheaper). Each solve starts on the
+  path's secant through the last two solutions.
 - When the working sets' Grams outgrow `memory_mb`, the sets are cut to their active columns, once;
   when they outgrow it again, or the active sets alone do (dense solutions: many small effects), a
   small design switches to FISTA over every column (methods/lasso_dense.py), each iteration two

@@ -8,12 +8,13 @@ per sample: X = diag(a - b) M + b 1', and
 
 The columns are the real points' masks followed, with knockoffs, by the knockoff masks. A design
 of at most `cache_mb` megabytes of features is built once in `dtype`, transposed (small problems:
-one product each). A larger one keeps its masks as int8 bits, transposed (one contiguous row per column, so
-that a working set's columns are a row gather), and forms products in blocks of `block_mb` MB of
-features in `dtype`. The full gradient X' r of the LASSO path's KKT checks also has a fast bounded
-form on the bits: r split into int8 digits, multiplied exactly in int32 (`torch._int_mm`), used
-where int8 products are measured to beat the float ones (CPUs with AVX512-VNNI or AMX; on AVX2
-alone torch's int8 kernel is ~30x slower than float32).
+one product each). A larger one keeps its masks as int8 bits, transposed (one contiguous row per
+column, so that a working set's columns are a row gather), and forms products in blocks of
+`block_mb` MB of features in `dtype`; its row subsets (the CV folds) are cached when they fit.
+The full gradient X' r of the LASSO path's KKT checks also has a fast bounded form: in float32 on
+a float64 cache, and on the bits r split into int8 digits, multiplied exactly in int32
+(`torch._int_mm`), used where int8 products are measured to beat the float ones (CPUs with
+AVX512-VNNI or AMX; on AVX2 alone torch's int8 kernel is ~30x slower than float32).
 """
 
 from __future__ import annotations
