@@ -95,9 +95,12 @@ class MaskDesign:
                 start += mk.shape[1]
         # a float64 cache's float32 copy for the bounded X' r, used while float32 products sum in
         # IEEE float32 (torch's "highest" matmul precision: not TF32 or bf16)
-        self.single = None
+        self.single, self.single_error = None, 0.0  # and its factor gamma_(m+2) max|X|
         if self.cache is not None and dtype == torch.float64 and self.m < 2**20:
             self.single = self.cache.float()
+            n_u = (self.m + 2) * 2.0**-24
+            largest = float(torch.maximum(self.a.abs(), self.b.abs()).max())
+            self.single_error = n_u / (1 - n_u) * largest
         self.fast = (  # int8 products: bits on the CPU, where they pay (timed only if asked)
             self.bits is not None
             and self.device.type == "cpu"
@@ -160,6 +163,7 @@ class MaskDesign:
         sub.__dict__.update(self.__dict__)
         sub.m = len(rows)
         sub.a, sub.b, sub.diff = self.a[rows], self.b[rows], self.diff[rows]
+        sub.single = None  # the float32 copy is of all rows; a subset's X' r is the exact one
         if self.cache is not None:
             sub.cache = self.cache[:, rows].contiguous()
         elif self._fits_cache(sub.m):
@@ -216,9 +220,7 @@ class MaskDesign:
         DIGITS int8 digits, M' w exact in int32 per digit; the error is at most (number of ones
         in the column) x (half the last digit's step) <= m x that."""
         if self.single is not None and torch.get_float32_matmul_precision() == "highest":
-            n_u = (self.m + 2) * 2.0**-24
-            largest = float(torch.maximum(self.a.abs(), self.b.abs()).max())
-            bound = n_u / (1 - n_u) * largest * r.abs().sum(0)
+            bound = self.single_error * r.abs().sum(0)
             return (self.single @ r.to(torch.float32)).double(), bound
         if not self.fast:
             return self.rmatmul(r), torch.zeros(r.shape[1], dtype=torch.float64, device=self.device)
