@@ -215,6 +215,7 @@ def main(argv=None) -> None:
         row = run_one(regime, n, k, queries, args.timeout)
         row["load_avg"] = f"{load:.1f}-{os.getloadavg()[0]:.1f}"
         row["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        row["machine"] = f"{cpu_model()}, {os.cpu_count()} cores ({platform.machine()})"
         print(json.dumps(row), flush=True)
         rows = replace_row(rows, row)
         write_results(pd.DataFrame(rows), args.out)
@@ -231,7 +232,6 @@ def replace_row(rows: list[dict], row: dict) -> list[dict]:
 
 
 def write_results(table: pd.DataFrame, out: Path) -> None:
-    table["machine"] = f"{cpu_model()}, {os.cpu_count()} cores ({platform.machine()})"
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "ame_scale.csv", table.to_csv(index=False).encode())
     write_atomic(out / "ame_scale.md", markdown(table).encode())
