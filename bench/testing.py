@@ -8,7 +8,8 @@ scikit-learn's `check_estimator`). Use it on a method you bring:
 It checks, on copies of `method` made from its `get_params()`, that
 * `__init__` only stores its parameters (a copy holds the very objects passed) and the repr works;
 * subset methods (`needs_problem` False) value REFERENCE_GAME, model-based ones a tiny problem (and
-  fail with a ValueError without it);
+  fail with a ValueError without it) whose model the method accepts: logistic regression, or a small
+  MLP when the method's `models` (the model configs it declares it can value) leave logreg out;
 * the values are (n,) or (Q, n) floats, all finite; a stderr has their shape; n_evals <= budget;
 * the same seed gives the same values;
 * a budget below `min_budget(n)` raises BudgetTooSmall naming that minimum (BudgetedMethod);
@@ -28,6 +29,7 @@ from .types import BudgetedMethod, BudgetTooSmall, Game, Problem, Valuation, n_q
 REFERENCE_GAME = games.random_pairwise(8, 6, seed=0)  # 8 players, additive plus 6 interactions
 TINY_PROBLEM = ["dataset.n_train=24", "dataset.n_val=20", "progress=false", "utility.device=cpu"]
 TINY_MLP = ["model.widths=[8]", "model.steps=30", "model.batch_size=16"]
+TINY_MODELS = ("logreg", "mlp")  # the models tiny_problem builds, in the order check_method tries
 
 
 @cache
@@ -38,6 +40,19 @@ def tiny_problem(model: str = "logreg") -> Problem:
 
     overrides = TINY_PROBLEM + (TINY_MLP if model == "mlp" else [])
     return load_problem("wine", "mislabel", model=model, overrides=overrides)
+
+
+def problem_for(method) -> Problem:
+    """The tiny problem of the first model in TINY_MODELS that `method.models` accepts (a method
+    without `models`, or with None, accepts any); a ValueError when it accepts none of them."""
+    accepted = getattr(method, "models", None)
+    for model in TINY_MODELS:
+        if accepted is None or model in accepted:
+            return tiny_problem(model)
+    raise ValueError(
+        f"{type(method).__name__}.models = {accepted!r} holds none of the tiny problems' models "
+        f"{TINY_MODELS}: pass check_method(..., problem=...) with a problem of a model it accepts"
+    )
 
 
 def _copy(method, **changes):
@@ -91,11 +106,11 @@ def check_budget(method, game: Game, problem: Problem | None) -> None:
 def check_method(method, target=None, tol: float = 0.25, problem: Problem | None = None) -> None:
     """Check `method` against the contract in the module docstring; AssertionError when broken.
 
-    `problem` replaces the tiny problem of model-based methods; `target(game)` gives the exact
+    `problem` replaces the tiny problem of model-based methods (`problem_for(method)`); `target(game)` gives the exact
     values the method estimates on REFERENCE_GAME (subset methods only)."""
     check_params(method)
     if method.needs_problem:
-        problem = problem or tiny_problem()
+        problem = problem or problem_for(method)
         game = problem.game
         try:
             method.value(game, seed=0)

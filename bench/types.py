@@ -156,7 +156,9 @@ class Method(Protocol):
     """A valuation method: `__init__` stores parameters only; `value` computes a Valuation.
 
     Subset-based methods use only the game (and take `budget`, the maximum number of game evaluations);
-    model-based methods (`needs_problem` True) need `problem` and raise a clear error without it.
+    model-based methods (`needs_problem` True) need `problem` and raise a clear error without it;
+    one may declare `models`, the model configs it can value (e.g. ("mlp", "cnn"); absent or None:
+    any), which `valbench.testing.check_method` reads to pick its test problem.
     `get_params()` returns the `__init__` parameters (valbench.methods.base.BaseMethod gives all this).
     """
 

@@ -2,8 +2,9 @@
 
 `BaseMethod` gives a method `get_params()` / `set_params(**params)` and a repr from its `__init__`
 signature (so `__init__` must only store each argument under its own name, as in scikit-learn),
-`needs_problem` (True for model-based methods, which read the run's Problem) and `min_budget(n)`
-(the least number of game evaluations it accepts on n players; None for methods without a budget).
+`needs_problem` (True for model-based methods, which read the run's Problem), `models` (the model
+configs a model-based method can value; None: any) and `min_budget(n)` (the least number of game
+evaluations it accepts on n players; None for methods without a budget).
 A method brought by a user may subclass it too; `valbench.testing.check_method` checks the contract.
 """
 
@@ -17,6 +18,9 @@ class BaseMethod:
     """Parameters from the `__init__` signature; see the module docstring."""
 
     needs_problem: ClassVar[bool] = False
+    models: ClassVar[tuple[str, ...] | None] = (
+        None  # model configs it accepts (conf/model/); None: any
+    )
 
     @classmethod
     def param_names(cls) -> list[str]:

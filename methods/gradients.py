@@ -191,6 +191,7 @@ class TracIn(GradientMethod):
     rate there; self-value -sum_c eta_c ||g_i(theta_c)||^2 (the paper's self-influence, negated)."""
 
     name = "tracin"
+    models = ("mlp", "cnn", "resnet9")  # checkpoints need optimiser steps: not logreg (L-BFGS)
 
     def __init__(self, target: str = "auto", checkpoints: int = 5) -> None:
         super().__init__(target)

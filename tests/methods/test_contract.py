@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from valbench import games, make_method
 from valbench.methods.base import BaseMethod
 from valbench.problem import method_config, options
-from valbench.testing import check_method, tiny_problem
+from valbench.testing import check_method, problem_for, tiny_problem
 from valbench.types import BudgetTooSmall, Valuation, evaluate
 
 TARGETS = {  # the exact values of what each subset method estimates, on the reference game
@@ -33,9 +33,7 @@ CHEAPER = {"further_training": {"steps": 10, "seeds": 2}}  # its defaults take a
 
 @pytest.mark.parametrize("name", options("method"))
 def test_method_keeps_the_contract(name):
-    method = make_method(name, **CHEAPER.get(name, {}))
-    problem = tiny_problem("mlp") if name == "tracin" else None  # checkpoints need SGD steps
-    check_method(method, target=TARGETS.get(name), problem=problem)
+    check_method(make_method(name, **CHEAPER.get(name, {})), target=TARGETS.get(name))
 
 
 def test_every_estimating_config_has_a_target():
@@ -103,3 +101,33 @@ def test_check_method_finds_each_broken_rule(method, message):
     check_method(_Sketch())  # the unbroken sketch passes
     with pytest.raises(AssertionError, match=message):
         check_method(method)
+
+
+class _NetworkOnly(BaseMethod):
+    """A user's model-based method that, like tracin, refuses logistic regression."""
+
+    needs_problem = True
+    models = ("mlp", "cnn")
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+
+    def value(self, game, *, seed, problem=None):
+        if problem is None or problem.model_config["name"] not in self.models:
+            raise ValueError(f"needs a problem with a model in {self.models}")
+        return Valuation(self.scale * (problem.split.y_train == 0).astype(float), n_evals=0)
+
+
+def test_check_method_picks_a_problem_of_a_model_the_method_accepts():
+    assert problem_for(make_method("tracin")).model_config["name"] == "mlp"
+    assert problem_for(make_method("grad_dot")).model_config["name"] == "logreg"
+    assert problem_for(_NetworkOnly()) is tiny_problem("mlp")
+    check_method(_NetworkOnly())  # one line, no problem given
+
+
+def test_check_method_names_a_method_whose_models_it_cannot_build():
+    class _ResNetOnly(_NetworkOnly):
+        models = ("resnet9",)
+
+    with pytest.raises(ValueError, match=r"_ResNetOnly.models = \('resnet9',\).*problem="):
+        check_method(_ResNetOnly())
