@@ -13,7 +13,7 @@ from valbench.datasets import Split, Truth
 from .score import score
 from .types import Game, Method, Problem, Valuation, evaluate
 
-_PROBLEM = ("build_problem", "load_problem", "make_method")
+_PROBLEM = ("build_problem", "load_problem", "make_method", "problem_from_arrays")
 
 
 def __getattr__(name: str):
@@ -37,5 +37,6 @@ __all__ = [
     "evaluate",
     "load_problem",
     "make_method",
+    "problem_from_arrays",
     "score",
 ]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from importlib import resources
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from valbench.datasets import Split, Truth, prepare
+from valbench.datasets import SPLIT_KEYS, RawData, Split, Truth, arrays, prepare
 
 from .types import Problem
 from .utility import EngineUtility, SklearnUtility, Utility
@@ -67,9 +67,11 @@ def make_utility(
     raise ValueError(f"unknown utility backend {backend!r}; available: {', '.join(BACKENDS)}")
 
 
-def build_problem(cfg: DictConfig) -> Problem:
-    """Data, planted truth and utility game of the run described by a composed config."""
-    split, truth = prepare(_plain(cfg.dataset), _plain(cfg.corruption), seed=int(cfg.seed))
+def build_problem(cfg: DictConfig, raw: RawData | None = None) -> Problem:
+    """Data, planted truth and utility game of the run described by a composed config; `raw`
+    data (e.g. a user's arrays) replace the dataset loader, `cfg.dataset` then giving only the
+    split sizes and `standardize`."""
+    split, truth = prepare(_plain(cfg.dataset), _plain(cfg.corruption), seed=int(cfg.seed), raw=raw)
     game = make_utility(
         split,
         truth,
@@ -96,6 +98,69 @@ def load_problem(
             raise ValueError(f"unknown {group} {name!r}; available: {', '.join(options(group))}")
     cfg = compose([f"{g}={n}" for g, n in names.items()] + [f"seed={seed}", *overrides])
     return build_problem(cfg)
+
+
+def _part(fraction: float, n: int, key: str) -> int:
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"{key} must lie in (0, 1), got {key}={fraction!r}")
+    return max(1, int(round(float(fraction) * n)))
+
+
+def problem_from_arrays(
+    x,
+    y,
+    *,
+    mislabel: float = 0.0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.1,
+    model: str = "logreg",
+    utility: str = "val_loglik",
+    seed: int = 0,
+    overrides=(),
+) -> Problem:
+    """A Problem from your own data: features `x` (n, d) (numpy or a pandas DataFrame of numeric
+    columns) and labels `y` (n,) of any type. A seeded stratified split keeps `val_fraction` for the
+    utility's validation set and `test_fraction` for testing; features are standardised with the
+    training part's statistics. `mislabel` > 0 flips that fraction of the training labels (the
+    planted truth that `valbench.score` checks); 0 plants nothing. `problem.split.train_rows` maps
+    each training point back to its row of `x`. `overrides` are Hydra overrides of the other groups,
+    e.g. ["model.C=0.1", "corruption.mode=pair"]."""
+    raw = arrays(x, y)
+    n = len(raw.y)
+    n_val = _part(val_fraction, n, "val_fraction")
+    n_test = _part(test_fraction, n, "test_fraction")
+    if not 0.0 <= float(mislabel) < 1.0:
+        raise ValueError(f"mislabel must lie in [0, 1), got mislabel={mislabel!r}")
+    for group, name in (("model", model), ("utility", utility)):
+        if name not in options(group):
+            raise ValueError(f"unknown {group} {name!r}; available: {', '.join(options(group))}")
+    corruption = (
+        ["corruption=mislabel", f"corruption.fraction={float(mislabel)}"]
+        if mislabel
+        else ["corruption=none"]
+    )
+    sizes = [
+        f"dataset.n_train={n - n_val - n_test}",
+        f"dataset.n_val={n_val}",
+        f"dataset.n_test={n_test}",
+    ]
+    cfg = compose(
+        [
+            "dataset=csv",
+            f"model={model}",
+            f"utility={utility}",
+            f"seed={seed}",
+            *corruption,
+            *sizes,
+            *overrides,
+        ]
+    )
+    with open_dict(cfg):  # the record names the arrays, not the csv config's file keys
+        cfg.dataset = {
+            "name": "arrays",
+            **{k: cfg.dataset[k] for k in (*SPLIT_KEYS, "standardize")},
+        }
+    return build_problem(cfg, raw=raw)
 
 
 def group_config(group: str, name: str) -> DictConfig:

@@ -6,7 +6,7 @@ Each loader returns a `RawData` (features flat (N, d) float32 in their natural u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +71,58 @@ def synthetic(
     return RawData(x.astype(np.float32), y.astype(np.int64), n_classes, "synthetic")
 
 
-def _encode_labels(labels: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+def _numeric_features(x, where: str) -> np.ndarray:
+    """Features as float32 (n, d) or (n, c, h, w); a ValueError names non-numeric columns, a bad
+    shape or the first NaN/inf (row and column)."""
+    if hasattr(x, "columns"):  # a pandas DataFrame
+        from pandas.api.types import is_numeric_dtype
+
+        bad = [c for c in x.columns if not is_numeric_dtype(x[c].dtype)]
+        if bad:
+            raise ValueError(f"{where}: feature columns must be numeric, these are not: {bad}")
+        x = x.to_numpy()
+    x = np.asarray(x)
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise ValueError(f"{where}: features must be numeric, got dtype {x.dtype}")
+    if x.ndim not in (2, 4):
+        raise ValueError(f"{where}: features must be (n, d) or (n, c, h, w), got shape {x.shape}")
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        row, col = np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0]
+        raise ValueError(f"{where}: features contain NaN or inf (first at row {row}, column {col})")
+    return x
+
+
+def _encode_labels(labels, n_rows: int, where: str) -> tuple[np.ndarray, int]:
+    """Labels of any type (numbers or strings) as 0..C-1 in sorted order of their values."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != n_rows:
+        raise ValueError(
+            f"{where}: labels must be one per row of the features ({n_rows}), got shape {labels.shape}"
+        )
+    if labels.dtype == object and any(v is None or v != v for v in labels):  # None or NaN
+        raise ValueError(f"{where}: labels contain a missing value")
+    if np.issubdtype(labels.dtype, np.floating) and np.isnan(labels).any():
+        raise ValueError(
+            f"{where}: labels contain NaN (first at row {int(np.isnan(labels).argmax())})"
+        )
     classes, y = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(f"{path}: labels have {len(classes)} distinct value(s); need at least 2")
+        raise ValueError(
+            f"{where}: labels have {len(classes)} distinct value(s) {classes.tolist()}; need at least 2 classes"
+        )
     return y.astype(np.int64), len(classes)
+
+
+def arrays(x, y, name: str = "arrays") -> RawData:
+    """A user's own data: features `x` (n, d), or (n, c, h, w) images, as a numpy array or a pandas
+    DataFrame of numeric columns, and labels `y` (n,) of any type (numbers or strings; classes are
+    their sorted distinct values). A ValueError names non-numeric columns, NaN/inf, a length
+    mismatch or a single class."""
+    x = _numeric_features(x, name)
+    labels, n_classes = _encode_labels(y, len(x), name)
+    image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
+    return RawData(x.reshape(len(x), -1), labels, n_classes, name, image_shape)
 
 
 def csv(path: str | None = None, label_column: str | int = -1) -> RawData:
@@ -91,33 +138,21 @@ def csv(path: str | None = None, label_column: str | int = -1) -> RawData:
             if "x" not in keys or "y" not in keys:
                 raise ValueError(f"{p}: an NPZ dataset needs arrays 'x' and 'y', found {f.files}")
             x, labels = f[keys["x"]], f[keys["y"]]
-        if labels.ndim != 1 or len(labels) != len(x):
-            raise ValueError(
-                f"{p}: y must have one label per row of x ({len(x)}), got shape {labels.shape}"
-            )
-        image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
-        x = x.reshape(len(x), -1)
     else:
         import pandas as pd
 
         frame = pd.read_csv(p)
+        if isinstance(label_column, int) and not -len(frame.columns) <= label_column < len(
+            frame.columns
+        ):
+            raise ValueError(
+                f"{p}: label_column={label_column} is out of range for its {len(frame.columns)} columns"
+            )
         col = frame.columns[label_column] if isinstance(label_column, int) else label_column
         if col not in frame.columns:
             raise ValueError(f"{p}: no label column {col!r}; columns are {list(frame.columns)}")
-        labels = frame[col].to_numpy()
-        features = frame.drop(columns=[col])
-        non_numeric = [
-            c for c in features.columns if not np.issubdtype(features[c].dtype, np.number)
-        ]
-        if non_numeric:
-            raise ValueError(f"{p}: feature columns must be numeric, these are not: {non_numeric}")
-        x, image_shape = features.to_numpy(), None
-    x = x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        row = int(np.argwhere(~np.isfinite(x))[0][0])
-        raise ValueError(f"{p}: features contain NaN or inf (first at row {row})")
-    y, n_classes = _encode_labels(labels, p)
-    return RawData(x, y, n_classes, p.stem, image_shape)
+        x, labels = frame.drop(columns=[col]), frame[col].to_numpy()
+    return replace(arrays(x, labels, name=str(p)), name=p.stem)  # errors name the file
 
 
 _TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}

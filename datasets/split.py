@@ -92,6 +92,7 @@ def split_data(
         n_classes=raw.n_classes,
         name=raw.name,
         image_shape=raw.image_shape,
+        train_rows=train,
     )
 
 

@@ -32,7 +32,8 @@ class Split:
     """Train/val/test arrays: float32 features, int64 labels in [0, n_classes).
 
     `image_shape` is (c, h, w) when the features are images (stored flat or as images), else None;
-    corruptions use it to place patch triggers and models use it to reshape.
+    corruptions use it to place patch triggers and models use it to reshape. `train_rows` (when
+    known) is the row of the loaded data (e.g. of your own arrays or CSV) of each training point.
     """
 
     x_train: np.ndarray
@@ -44,6 +45,7 @@ class Split:
     n_classes: int
     name: str
     image_shape: tuple[int, int, int] | None = None
+    train_rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for part in ("train", "val", "test"):
@@ -60,6 +62,11 @@ class Split:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
         if len(self.x_train) == 0:
             raise ValueError("the training set is empty")
+        if self.train_rows is not None and np.shape(self.train_rows) != (len(self.x_train),):
+            raise ValueError(
+                f"train_rows must hold one row per training point ({len(self.x_train)}), "
+                f"got shape {np.shape(self.train_rows)}"
+            )
         shapes = {getattr(self, f"x_{p}").shape[1:] for p in ("train", "val", "test")}
         if len(shapes) != 1:
             raise ValueError(f"train/val/test features differ in shape: {sorted(shapes)}")

@@ -118,7 +118,7 @@ def test_file_with_nan_features_or_wrong_label_length_fails(tmp_path):
     with pytest.raises(ValueError, match="NaN or inf.*row 7"):
         load("csv", path=str(tmp_path / "nan.npz"))
     np.savez(tmp_path / "short.npz", x=np.ones((20, 3)), y=np.arange(19) % 2)
-    with pytest.raises(ValueError, match=r"one label per row of x \(20\).*\(19,\)"):
+    with pytest.raises(ValueError, match=r"one per row of the features \(20\).*\(19,\)"):
         load("csv", path=str(tmp_path / "short.npz"))
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         load("csv", path=str(tmp_path / "missing.csv"))
