@@ -1,7 +1,7 @@
 """The engine benchmark; results go to results/perf/engine_MODEL_DEVICE.csv with the machine, and a
-summary of every model's latest row to results/perf/engine_DEVICE.md (the README's perf table).
+summary of every model's latest run to results/perf/engine_DEVICE.md (the README's perf table).
 
-python -m valbench.perf engine                          # logreg on digits, B = 1024, vs scikit-learn
+python -m valbench.perf engine                          # logreg on digits, B = 1024, vs the loops
 python -m valbench.perf engine --model mlp              # digits, vs a per-model torch loop
 python -m valbench.perf engine --model cnn              # generated CIFAR-shaped images, ditto
 python -m valbench.perf engine --model resnet9 model.steps=100   # Hydra overrides last
@@ -11,9 +11,12 @@ same masks (a prefix of them): scikit-learn's LogisticRegression for logreg (one
 networks a per-model torch loop with the same steps, minibatches, optimiser and seed
 (`engine.loop`, on one thread too), their agreement, and the engine's achieved FLOP/s as a fraction
 of a plain square matmul's (or, for convolutional models, a plain convolution's) FLOP/s measured in
-the same run. Wall
-times decide the speed-up; process CPU times and the load average are recorded beside them (on a
-machine shared with other work they show what each side cost).
+the same run. For logreg it also times the loops a user would write on all the masks (`loops.py`:
+scikit-learn's default LogisticRegression per mask on one BLAS thread, and over every core with
+joblib), once with no flipped labels and once with 10% (corruption=mislabel); masks come in equal
+blocks at p = 0.2, 0.4, 0.6, 0.8. Wall times decide the speed-up (against the loops: the engine's
+median run, each loop timed once); process CPU times and the load average before and after are
+recorded beside them (on a machine shared with other work they show what each side cost).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from ..engine.loop import loop_fit_predict
 from ..engine.models import ARCH_KEYS, IMAGE_MODELS
 from ..problem import SKLEARN_KEYS, _plain, compose
 from ..utility import EngineUtility, SklearnUtility
+from .loops import grid_masks, loop_columns
 from .output import load_average, write_csv, write_markdown
 
 
@@ -121,11 +125,12 @@ def engine_flops(game: EngineUtility, n_models: int, n_eval: int, count_from: in
     return n_models * (engine.spec.steps * step + n_eval * counter.get_total_flops())
 
 
-def problem(args: argparse.Namespace):
+def problem(args: argparse.Namespace, corruption: str = "none"):
     """(split, truth, model config) of the benchmark: `--dataset` (default digits, or generated
-    CIFAR-shaped images for the convolutional models) with `--model` and the overrides."""
+    CIFAR-shaped images for the convolutional models) with `--model`, `corruption` and the
+    overrides."""
     dataset = args.dataset or ("cifar_like" if args.model in IMAGE_MODELS else "digits")
-    names = [f"model={args.model}", "corruption=none"]
+    names = [f"model={args.model}", f"corruption={corruption}"]
     names.append("dataset=digits" if dataset == "cifar_like" else f"dataset={dataset}")
     cfg = compose([*names, *args.overrides])
     if dataset == "cifar_like":
@@ -135,27 +140,40 @@ def problem(args: argparse.Namespace):
 
 
 def bench_engine(args: argparse.Namespace) -> list[dict]:
-    """One row: the engine's best of `--repeats` timings on `--masks` random masks, its FLOP/s
-    against a plain kernel's, and the per-mask reference on the first `--reference-masks`."""
+    """One row per corruption: the engine's best of `--repeats` timings on `--masks` random masks
+    (blocks at inclusion probabilities `--p`), its FLOP/s against a plain kernel's, the per-mask
+    reference on the first `--reference-masks` and, for logreg, the loops a user would write
+    (`loops.py`) on all the masks."""
     torch.set_num_threads(args.threads)
-    split, truth, model = problem(args)
-    rng = np.random.default_rng(args.seed)
-    masks = rng.random((args.masks, split.n_train)) < 0.5
-    game = EngineUtility(split, truth, model=model, device=args.device, seed=args.seed,
-                         progress=False)  # fmt: skip
-    timing = time_engine(game, masks, split.x_val, args.repeats)
-    row = engine_row(game.engine, split, len(masks), timing, args.matmul_size)
-    n_ref = min(args.reference_masks, len(masks))
-    if n_ref:
-        reference = reference_predictions(game.engine, split, truth, model, masks[:n_ref])
-        row.update(reference_columns(reference, timing, split.y_val))
-    return [row]
+    convex = args.model == "logreg"
+    corruptions = args.corruptions or (["none", "mislabel"] if convex else ["none"])
+    ps = args.p or ([0.2, 0.4, 0.6, 0.8] if convex else [0.5])
+    rows = []
+    for corruption in corruptions:
+        split, truth, model = problem(args, corruption)
+        masks = grid_masks(args.masks, split.n_train, ps, args.seed)
+        game = EngineUtility(split, truth, model=model, device=args.device, seed=args.seed,
+                             progress=False)  # fmt: skip
+        timing = time_engine(game, masks, split.x_val, args.repeats)
+        row = engine_row(game.engine, split, len(masks), timing, args.matmul_size)
+        row.update(corruption=corruption, p=" ".join(f"{p:g}" for p in ps))
+        if convex and args.loops:
+            jobs = args.jobs or os.cpu_count()
+            row.update(loop_columns(split, masks, timing.median_seconds, timing.probs, jobs))
+        n_ref = min(args.reference_masks, len(masks))
+        if n_ref:
+            reference = reference_predictions(game.engine, split, truth, model, masks[:n_ref])
+            row.update(reference_columns(reference, timing, split.y_val))
+        row["load_average_after"] = load_average()
+        rows.append(row)
+    return rows
 
 
 class EngineTiming(NamedTuple):
     """The fastest of the timed engine runs."""
 
     seconds: float  # wall time of one fit_predict on all the masks
+    median_seconds: float  # the median run's
     cpu_seconds: float  # process CPU time of that run, all threads
     probs: np.ndarray  # its predictions (B, m, K)
     flops: float  # matmul/conv FLOPs it spent (`engine_flops`)
@@ -163,7 +181,7 @@ class EngineTiming(NamedTuple):
 
 def time_engine(game: EngineUtility, masks: np.ndarray, x_eval, repeats: int) -> EngineTiming:
     """The best of `repeats` timed `fit_predict` runs, after a warm-up on a few masks."""
-    engine, best = game.engine, None
+    engine, best, times = game.engine, None, []
     engine.fit_predict(masks[: min(len(masks), 4)], x_eval)  # warm-up: library start-up, buffers
     for _ in range(repeats):
         counted = engine.objective.flops if engine.convex else 0
@@ -172,11 +190,12 @@ def time_engine(game: EngineUtility, masks: np.ndarray, x_eval, repeats: int) ->
         out = engine.fit_predict(masks, x_eval)
         _sync(engine.device)
         elapsed = time.perf_counter() - t0
+        times.append(elapsed)
         if best is None or elapsed < best.seconds:
             cpu_seconds = time.process_time() - cpu0
             flops = engine_flops(game, len(masks), len(x_eval), counted)
-            best = EngineTiming(elapsed, cpu_seconds, out, flops)
-    return best
+            best = EngineTiming(elapsed, 0.0, cpu_seconds, out, flops)
+    return best._replace(median_seconds=float(np.median(times)))
 
 
 def peak_flops(engine, matmul_size: int | None) -> tuple[float, str]:
@@ -209,6 +228,7 @@ def engine_row(engine, split: Split, n_masks: int, timing: EngineTiming, matmul_
         "masks": n_masks,
         "engine_seconds": round(seconds, 4),
         "engine_models_per_s": float(f"{n_masks / seconds:.4g}"),
+        "engine_median_seconds": round(timing.median_seconds, 4),
         "engine_cpu_seconds": round(timing.cpu_seconds, 4),  # process CPU time, all threads
         "engine_gflops": round(timing.flops / seconds / 1e9, 2),
         "peak": peak_name,
@@ -267,33 +287,47 @@ def reference_columns(ref: Reference, timing: EngineTiming, y_eval: np.ndarray) 
 SUMMARY = {  # column of engine_DEVICE.md -> key of a row
     "model": "model",
     "data (n)": "data",
+    "flipped labels": "corruption",
     "submodels": "masks",
     "engine /s": "engine_models_per_s",
+    "loop, joblib /s": "joblib_models_per_s",
+    "vs joblib loop": "speedup_vs_joblib",
+    "loop, 1 thread /s": "loop_models_per_s",
+    "vs 1-thread loop": "speedup_vs_loop",
+    "accuracy diff": "accuracy_diff",
     "reference": "reference",
     "reference /s": "reference_models_per_s",
-    "speed-up": "speedup",
+    "vs reference": "speedup",
     "GFLOP/s": "engine_gflops",
     "share of peak": "flop_fraction",
     "peak": "peak",
     "agreement": "agreement_mean",
     "load average": "load_average",
 }
+FLIPPED = {"none": "no", "mislabel": "10%"}
 
 
 def write_summary(out: Path, kind: str) -> Path:
     """engine_KIND.md: the latest row of every engine_MODEL_KIND.csv under `out`, in ARCH order."""
-    rows = []
+    rows, code = [], ""
     for name in ARCH_KEYS:
         path = out / f"engine_{name}_{kind}.csv"
         if path.exists():
             with open(path, newline="") as f:
-                row = list(csv.DictReader(f))[-1]
-            row["data"] = f"{row['dataset']} ({row['n_train']})"
-            rows.append({col: row.get(key, "") for col, key in SUMMARY.items()})
+                for row in csv.DictReader(f):  # the file holds one run
+                    row["data"] = f"{row['dataset']} ({row['n_train']})"
+                    row["corruption"] = FLIPPED.get(row.get("corruption", "none"), "?")
+                    rows.append({col: row.get(key) or "" for col, key in SUMMARY.items()})
+                    code = row.get("loop_code") or code
     target = out / f"engine_{kind}.md"
     write_markdown(rows, list(SUMMARY), target,
-                   f"Engine vs the per-mask reference on {kind} (python -m valbench.perf engine "
-                   "--model MODEL; rows from results/perf/engine_MODEL_" + kind + ".csv)")  # fmt: skip
+                   f"Engine vs the per-mask loops on {kind} (python -m valbench.perf engine "
+                   "--model MODEL; rows from results/perf/engine_MODEL_" + kind + ".csv). logreg: "
+                   "the loops a user writes (valbench/perf/loops.py: scikit-learn's default "
+                   "LogisticRegression(max_iter=1000).fit(X[m], y[m]) per mask, on one BLAS thread "
+                   "and over all cores with joblib) on the same masks; reference: the project's "
+                   "own per-mask reference (SklearnUtility, or the per-model torch loop)"
+                   + (f". The loops timed: `{code}`" if code else ""))  # fmt: skip
     return target
 
 
@@ -304,6 +338,26 @@ def main(argv=None) -> None:
     parser.add_argument("--n-train", type=int, default=1000, help="cifar_like training images")
     parser.add_argument("--model", default="logreg", help=f"one of {', '.join(ARCH_KEYS)}")
     parser.add_argument("--masks", type=int, default=1024, help="B, submodels trained")
+    parser.add_argument(
+        "--p",
+        type=float,
+        nargs="+",
+        help="inclusion probabilities, equal blocks of masks at each "
+        "(default: 0.2 0.4 0.6 0.8 for logreg, else 0.5)",
+    )
+    parser.add_argument(
+        "--corruptions",
+        nargs="+",
+        choices=["none", "mislabel"],
+        help="one row each (default: none mislabel for logreg, else none)",
+    )
+    parser.add_argument(
+        "--no-loops",
+        dest="loops",
+        action="store_false",
+        help="logreg: skip the plain scikit-learn loops (loops.py)",
+    )
+    parser.add_argument("--jobs", type=int, help="joblib loop's workers (default: all cores)")
     parser.add_argument("--reference-masks", type=int, default=1024,
                         help="of those, trained by the reference too")  # fmt: skip
     parser.add_argument("--device", default="auto")
@@ -322,6 +376,7 @@ def main(argv=None) -> None:
     kind = torch.device(rows[0]["device"].split()[0]).type
     path = args.out / f"engine_{args.model}_{kind}.csv"
     write_csv(rows, path)
-    for key, value in rows[0].items():
-        print(f"{key:>24}: {value}")
+    for row in rows:
+        for key, value in row.items():
+            print(f"{key:>24}: {value}")
     print(f"wrote {path} and {write_summary(args.out, kind)}")

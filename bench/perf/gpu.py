@@ -50,7 +50,8 @@ def engine_row(device: str, tiny: bool, model: str, masks: int, refs: int, overr
     args = Namespace(model=model, dataset=kw.get("dataset"), n_train=kw.get("n_train", 1000),
                      masks=masks, reference_masks=refs, device=device, threads=os.cpu_count(),
                      repeats=1 if tiny else 2, seed=0, matmul_size=256 if tiny else None,
-                     overrides=list(overrides))  # fmt: skip
+                     overrides=list(overrides), corruptions=["none"], p=[0.5], loops=False,
+                     jobs=None)  # fmt: skip
     return bench_engine(args)[0]
 
 

@@ -8,18 +8,46 @@ import sys
 import pytest
 
 from valbench.perf import main
+from valbench.perf.loops import grid_masks
 
 TOY = ["--repeats", "1", "--threads", "1", "--device", "cpu", "--matmul-size", "256"]
 
 
 def test_engine_benchmark_writes_a_row_with_the_machine(tmp_path, capsys):
-    main(["engine", "--masks", "8", "--reference-masks", "4", *TOY, "--out", str(tmp_path)])
-    (row,) = csv.DictReader((tmp_path / "engine_logreg_cpu.csv").open())
-    assert row["device"].startswith("cpu (") and row["model"] == "logreg"
-    assert int(row["masks"]) == 8 and int(row["reference_masks"]) == 4
-    assert float(row["engine_models_per_s"]) > 0 and 0 < float(row["flop_fraction"])
-    assert float(row["agreement_min"]) >= 0.99 and abs(float(row["accuracy_diff_points"])) <= 0.5
+    main(["engine", "--masks", "8", "--reference-masks", "4", "--jobs", "2", *TOY,
+          "--out", str(tmp_path)])  # fmt: skip
+    rows = list(csv.DictReader((tmp_path / "engine_logreg_cpu.csv").open()))
+    assert [row["corruption"] for row in rows] == ["none", "mislabel"]
+    for row in rows:
+        assert row["device"].startswith("cpu (") and row["model"] == "logreg"
+        assert int(row["masks"]) == 8 and int(row["reference_masks"]) == 4
+        assert row["p"] == "0.2 0.4 0.6 0.8" and row["load_average_after"]
+        assert float(row["engine_models_per_s"]) > 0 and 0 < float(row["flop_fraction"])
+        assert (
+            float(row["agreement_min"]) >= 0.99 and abs(float(row["accuracy_diff_points"])) <= 0.5
+        )
+        # the user's loops on the same 8 masks: same mean accuracy, speed-ups from the same timings
+        assert abs(float(row["accuracy_diff"])) <= 0.005 and int(row["joblib_jobs"]) == 2
+        engine_s = float(row["engine_median_seconds"])
+        for rate, ratio in (("loop_models_per_s", "speedup_vs_loop"),
+                            ("joblib_models_per_s", "speedup_vs_joblib")):  # fmt: skip
+            expected = 8 / engine_s / float(row[rate])
+            assert float(row[ratio]) == pytest.approx(expected, rel=0.01, abs=0.01)
+        assert "LogisticRegression(max_iter=1000).fit(x, y).score(x_val, y_val)" in row["loop_code"]
+        assert "Parallel(n_jobs=2)" in row["loop_code"]
+    summary = (tmp_path / "engine_cpu.md").read_text()
+    assert "| logreg | digits (1000) | no | 8 |" in summary
+    assert "| logreg | digits (1000) | 10% | 8 |" in summary
     assert "wrote" in capsys.readouterr().out
+
+
+def test_grid_masks_come_in_blocks_at_each_probability():
+    masks = grid_masks(400, 2000, [0.2, 0.8], seed=0)
+    assert masks.shape == (400, 2000)
+    assert masks[:200].mean() == pytest.approx(0.2, abs=0.01)
+    assert masks[200:].mean() == pytest.approx(0.8, abs=0.01)
+    with pytest.raises(ValueError, match=r"must lie in \(0, 1\], got \[0.0\]"):
+        grid_masks(4, 10, [0.0], seed=0)
 
 
 def test_network_benchmarks_run_against_the_torch_loop(tmp_path, capsys):
@@ -34,7 +62,9 @@ def test_network_benchmarks_run_against_the_torch_loop(tmp_path, capsys):
         assert float(row["max_prob_diff"]) < 1e-4 and float(row["agreement_min"]) == 1.0
     assert row["dataset"] == "cifar_like" and row["peak"].startswith("conv")
     summary = (tmp_path / "engine_cpu.md").read_text()
-    assert "| mlp | digits (200) | 2 |" in summary and "| cnn | cifar_like (40) |" in summary
+    assert (
+        "| mlp | digits (200) | no | 2 |" in summary and "| cnn | cifar_like (40) | no |" in summary
+    )
 
 
 def test_unknown_model_is_named(tmp_path, capsys):
