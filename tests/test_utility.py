@@ -19,6 +19,22 @@ def test_reference_matches_a_plain_fit_on_the_subset(digits_split):
     assert game(mask[None])[0] == pytest.approx(expected, abs=1.5 / len(digits_split.y_val))
 
 
+def test_reference_fits_the_weighted_objective_on_the_rows_of_s(digits_split):
+    """A coalition with every class is fitted on its rows alone, one missing a class on all rows
+    with weights 0 off S: both minimise C sum_i m_i CE_i + ||W||^2 / 2 (at a tight tolerance, the
+    weighted all-row fit's optimum)."""
+    x, y = digits_split.x_train.astype(np.float64), digits_split.y_train
+    masks = np.random.default_rng(1).random((2, digits_split.n_train)) < 0.5
+    masks[1] &= y != 3  # class 3 absent
+    game = SklearnUtility(digits_split, tol=1e-9, max_iter=5000, progress=False)
+    got = game._predict_proba(masks, digits_split.x_val)
+    for mask, probs in zip(masks, got, strict=True):
+        weighted = LogisticRegression(tol=1e-9, max_iter=5000)
+        weighted.fit(x, y, sample_weight=mask.astype(np.float64))
+        assert probs == pytest.approx(weighted.predict_proba(digits_split.x_val), abs=1e-5)
+    assert got[1][:, 3].max() < 1e-3  # the absent class keeps its column, near 0
+
+
 def test_empty_and_one_class_coalitions_use_the_smoothed_constant_predictor(digits_split):
     game = SklearnUtility(digits_split, metric="val_loglik", progress=False)
     empty = np.zeros(digits_split.n_train, bool)
