@@ -208,6 +208,7 @@ def _info(fit, design, m: int, n: int, col_sq: np.ndarray) -> dict:
             for row, lam in zip(fit.lambdas, fit.lam, strict=True)
         ],
         "lambdas_reached": np.isfinite(fit.cv_curve).sum(1).tolist(),
+        **fit.info,  # the path's schedule, coordinate-descent sweeps and compile seconds
     }
 
 

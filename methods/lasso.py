@@ -37,7 +37,7 @@ all Q responses; each response runs its own warm-started path.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -50,13 +50,15 @@ BLOCK, PATIENCE = 5, 10
 
 @dataclass
 class LassoCV:
-    """coef (Q, p); lam, cv_error (Q,) at the chosen lambda; lambdas and cv_curve (Q, L)."""
+    """coef (Q, p); lam, cv_error (Q,) at the chosen lambda; lambdas and cv_curve (Q, L); info:
+    the solver's record (schedule, sweeps, compile seconds)."""
 
     coef: np.ndarray
     lam: np.ndarray
     cv_error: np.ndarray
     lambdas: np.ndarray
     cv_curve: np.ndarray
+    info: dict = field(default_factory=dict)
 
 
 def residualise(basis: np.ndarray, z: np.ndarray, fit: np.ndarray, apply: np.ndarray) -> np.ndarray:

@@ -47,6 +47,7 @@ from threadpoolctl import threadpool_limits
 
 from .lasso import BLOCK, PATIENCE, RULES, LassoCV, choose, lambda_grid
 from .lasso_dense import DensePath
+from .lasso_gram_path import gram_cv_path, resident_bytes, sequential_bytes
 from .lasso_sets import (
     DesignGrams,
     FullGrams,
@@ -58,6 +59,7 @@ from .lasso_sets import (
 from .mask_design import MaskDesign
 
 THREADED_SETS = 200  # mean working-set size from which the solves run on several threads
+SCHEDULES = ("auto", "resident", "sequential", "sets")
 PRUNE = 0.5  # at a full check, working-set columns at zero with |g| < PRUNE * lambda leave the set
 
 
@@ -358,12 +360,30 @@ def lasso_cv_path(
     *,
     memory_mb: float = 1536,
     progress: bool = False,
+    schedule: str = "auto",
 ) -> LassoCV:
     """The LASSO of each column of y (m, Q) on `design` with unpenalised `basis` (m, G), lambda by
-    K-fold CV (`folds`: each sample's fold id) and `rule`: what methods/lasso.lasso_cv returns."""
+    K-fold CV (`folds`: each sample's fold id) and `rule`: what methods/lasso.lasso_cv returns.
+    `schedule`: 'resident' (every problem's Gram at once, methods/lasso_gram_path.py),
+    'sequential' (two Grams at a time), 'sets' (working sets), or 'auto': the first of these
+    whose Grams fit `memory_mb`."""
     if rule not in RULES:
         raise ValueError(f"cv_rule must be one of {RULES}, got {rule!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "auto":
+        schedule = choose_schedule(design.p, len(np.unique(folds)) + 1, memory_mb)
     threads = torch.get_num_threads()
+    if schedule != "sets":
+        dev = design.device
+        problems = Problems(torch.as_tensor(basis, dtype=torch.float64, device=dev), folds, dev)
+        y_t = torch.as_tensor(y, dtype=torch.float64, device=dev)
+        with _threads(1), threadpool_limits(1, user_api="blas"), _bar(progress, n_lambdas) as bar:
+            fit = gram_cv_path(
+                design, y_t, problems, rule, n_lambdas, schedule == "resident", threads, bar
+            )
+        fit.info["schedule"] = schedule
+        return fit
     with (
         _threads(1),
         threadpool_limits(1, user_api="blas"),
@@ -372,6 +392,21 @@ def lasso_cv_path(
         return _cv_path(
             design, y, basis, folds, rule, n_lambdas, memory_mb, progress, threads, pool
         )
+
+
+def choose_schedule(p: int, n_problems: int, memory_mb: float) -> str:
+    """The LASSO path's schedule for p columns and n_problems = K + 1: every problem's Gram at once
+    where they fit memory_mb, else two Grams at a time, else working sets."""
+    memory = memory_mb * 2**20
+    if resident_bytes(p, n_problems) <= memory:
+        return "resident"
+    return "sequential" if sequential_bytes(p) <= memory else "sets"
+
+
+def _bar(progress: bool, n_lambdas: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n_lambdas, desc="lasso path", leave=False, disable=not progress)
 
 
 def _cv_path(
@@ -425,4 +460,5 @@ def _cv_path(
         coef[q, where[mine, 0]] = values[mine]
     rows = np.arange(n_queries)
     curve = errors.mean(1)
-    return LassoCV(coef, path.lambdas[rows, chosen], curve[rows, chosen], path.lambdas, curve)
+    lam = path.lambdas
+    return LassoCV(coef, lam[rows, chosen], curve[rows, chosen], lam, curve, {"schedule": "sets"})

@@ -183,39 +183,45 @@ class DesignGrams:
         ws.beta = np.concatenate([ws.beta, np.zeros(len(new))])
 
 
-GRAM_BLOCK = 1024  # columns per block of the fold Grams' upper block triangle
+GRAM_BLOCK = 1024  # columns per block of a Gram's upper block triangle
 
 
-def problem_grams(design: MaskDesign, problems) -> np.ndarray:
+def rows_gram(design: MaskDesign, rows: torch.Tensor, basis: torch.Tensor, out: torch.Tensor):
+    """X_R' X_R over the rows R into `out` (p, p) float64, in one pass over them (only the upper
+    block triangle's products: ~5/8 of m p^2 at p = 4,000, mirrored); returns X_R' B_R (p, G)."""
+    p = design.p
+    cross = torch.zeros((p, basis.shape[1]), dtype=torch.float64, device=design.device)
+    step = -(-p // max(1, round(p / GRAM_BLOCK)))
+    blocks = [slice(start, min(start + step, p)) for start in range(0, p, step)]
+    out.zero_()
+    for start in range(0, len(rows), design.block_rows(p)):
+        part = rows[start : start + design.block_rows(p)]
+        xt = design.columns_at(part)  # (p, rows)
+        for i, rows_i in enumerate(blocks):
+            for cols_j in blocks[i:]:
+                if xt.dtype == torch.float64:
+                    out[rows_i, cols_j].addmm_(xt[rows_i], xt[cols_j].T)
+                else:
+                    out[rows_i, cols_j] += (xt[rows_i] @ xt[cols_j].T).double()
+        cross += xt.double() @ basis[part]
+    for i, rows_i in enumerate(blocks):  # the lower block triangle, mirrored
+        for cols_j in blocks[i + 1 :]:
+            out[cols_j, rows_i] = out[rows_i, cols_j].T
+    return cross
+
+
+def problem_grams(design: MaskDesign, problems) -> tuple[np.ndarray, torch.Tensor]:
     """Residualised Grams H_k = X~' X~ over the training rows of every problem (K + 1, p, p) and
-    the products X_T' B_T with the basis (K + 1, p, G): the folds' in one pass over the rows (m p^2
-    products, only the upper block triangle's: ~5/8 of them at p = 4,000), each problem's the sum
-    of the others. Every step writes into the one (K + 1) p^2 array: a temporary of that size
-    costs more in page faults than its products."""
+    the products X_T' B_T with the basis (K + 1, p, G): the folds' in one pass over the rows
+    (rows_gram), each problem's the sum of the others. Every step writes into the one (K + 1) p^2
+    array: a temporary of that size costs more in page faults than its products."""
     n_folds, p = len(problems.fold_ids), design.p
     grams = torch.empty((n_folds + 1, p, p), dtype=torch.float64, device=design.device)
     cross = torch.zeros(
         (n_folds + 1, p, problems.basis.shape[1]), dtype=torch.float64, device=design.device
     )
-    step = -(-p // max(1, round(p / GRAM_BLOCK)))
-    blocks = [slice(start, min(start + step, p)) for start in range(0, p, step)]
-    fold = problems.fold.cpu().numpy()
-    for f in range(n_folds):
-        rows, gram = np.flatnonzero(fold == f), grams[f + 1]
-        gram.zero_()
-        for start in range(0, len(rows), design.block_rows(p)):
-            part = torch.as_tensor(rows[start : start + design.block_rows(p)], device=design.device)
-            xt = design.columns_at(part)  # (p, rows)
-            for i, rows_i in enumerate(blocks):
-                for cols_j in blocks[i:]:
-                    if xt.dtype == torch.float64:
-                        gram[rows_i, cols_j].addmm_(xt[rows_i], xt[cols_j].T)
-                    else:
-                        gram[rows_i, cols_j] += (xt[rows_i] @ xt[cols_j].T).double()
-            cross[f + 1] += xt.double() @ problems.basis[part]
-        for i, rows_i in enumerate(blocks):  # the lower block triangle, mirrored
-            for cols_j in blocks[i + 1 :]:
-                gram[cols_j, rows_i] = gram[rows_i, cols_j].T
+    for f, rows in enumerate(problems.rows):
+        cross[f + 1] = rows_gram(design, rows, problems.basis, grams[f + 1])
     for part in (grams, cross):  # problem 0: all folds; problem k: all but fold k
         torch.sum(part[1:], 0, out=part[0])
         torch.sub(part[0], part[1:], out=part[1:])

@@ -48,9 +48,51 @@ def assert_same(reference, path, rel=1e-5, lam_rtol=1e-9):
 @pytest.mark.parametrize("rule", ["1se", "min"])
 @pytest.mark.parametrize("name", DESIGNS)
 @pytest.mark.parametrize("knockoffs", [False, True])
-def test_full_gram_mode_equals_the_reference(name, rule, knockoffs):
+@pytest.mark.parametrize("schedule", ["resident", "sequential"])
+def test_compiled_gram_path_equals_the_reference(name, rule, knockoffs, schedule):
+    """Every problem's full Gram, solved by the compiled kernel (methods/lasso_cd.py): all Grams
+    at once, or one problem at a time with the early stop applied afterwards."""
     game = games.random_pairwise(60, n_pairs=40, seed=2)
-    assert_same(*both_fits(DESIGNS[name], game, 400, 1, knockoffs, rule))
+    reference, path = both_fits(DESIGNS[name], game, 400, 1, knockoffs, rule, schedule=schedule)
+    assert_same(reference, path)
+    assert path.info["schedule"] == schedule and path.info["sweeps"] > 0
+
+
+def test_auto_schedule_follows_the_memory_budget():
+    """Resident Grams where (K + 1) p^2 float64 fit memory_mb, two at a time where 2 p^2 do,
+    working sets below that (p = 120: 0.66 MB and 0.22 MB)."""
+    game = games.random_pairwise(60, n_pairs=40, seed=2)
+    for memory_mb, schedule in [(1, "resident"), (0.4, "sequential"), (0.1, "sets")]:
+        reference, path = both_fits(DESIGNS["grid"], game, 400, 1, True, "1se", memory_mb=memory_mb)
+        assert path.info["schedule"] == schedule
+        np.testing.assert_allclose(path.lam, reference.lam, rtol=1e-9)
+
+
+def test_compiled_kernel_equals_scikit_learn_coordinate_descent():
+    """One LASSO on a Gram from a warm start: the same coefficients as scikit-learn's solver (the
+    reference's) to 1e-12, and the gradient c - H b it keeps up to date is exact."""
+    from sklearn.linear_model import _cd_fast
+
+    from valbench.methods.lasso_cd import solve_batch
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 120))
+    y = x[:, :15] @ rng.standard_normal(15) + rng.standard_normal(300)
+    h, c = x.T @ x, x.T @ y
+    alpha = 0.05 * np.abs(c).max()
+    start = np.where(rng.random(120) < 0.2, rng.standard_normal(120), 0.0)
+    sklearn = start.copy()
+    _cd_fast.enet_coordinate_descent_gram(
+        sklearn, alpha, 0.0, h, c, y, 5000, 1e-10, np.random.RandomState(0), False, False
+    )
+    b, g = start[None].copy(), np.zeros((1, 120))
+    sweeps = solve_batch(
+        h[None], np.zeros(1, np.int64), c[None], b, g, np.array([alpha]), np.array([y @ y]),
+        1e-10, 5000,
+    )  # fmt: skip
+    assert sweeps[0] > 0
+    np.testing.assert_allclose(b[0], sklearn, rtol=0, atol=1e-12 * np.abs(sklearn).max())
+    np.testing.assert_allclose(g[0], c - h @ b[0], rtol=0, atol=1e-9 * np.abs(c).max())
 
 
 @pytest.mark.parametrize("rule", ["1se", "min"])
@@ -63,12 +105,12 @@ def test_working_sets_equal_the_reference_on_many_queries(rule, grams):
     in float32 (as large designs run) within float32's precision."""
     parts = [games.random_pairwise(300, 60, seed=s) for s in range(2)] + [games.ThresholdGame(300)]
     game = games.MultiQueryGame(parts)
-    args = {"design_args": {"cache_mb": 0, "int8": True}, "memory_mb": 12}  # full Grams: 17 MB
+    args = {"design_args": {"cache_mb": 0, "int8": True}, "memory_mb": 12, "schedule": "sets"}
     if grams == "bits32":
         args["design_args"]["dtype"] = torch.float32
     if grams == "full_bits":  # the design 2.1 MB, a fold's 0.4 MB
-        args = {"design_args": {"cache_mb": 1}}
-    args = args if grams != "full" else {}
+        args = {"design_args": {"cache_mb": 1}, "schedule": "sets"}
+    args = args if grams != "full" else {"schedule": "sets"}
     reference, path = both_fits(DESIGNS["grid"], game, 450, 6, True, rule, **args)
     if grams == "bits32":
         assert_same(reference, path, rel=1e-4, lam_rtol=1e-6)
@@ -79,7 +121,9 @@ def test_working_sets_equal_the_reference_on_many_queries(rule, grams):
 def test_dense_mode_chooses_the_same_lambda():
     """Grams over the memory budget: every column, FISTA with products with X."""
     game = games.random_pairwise(80, n_pairs=40, seed=3)
-    reference, path = both_fits(DESIGNS["grid"], game, 600, 2, False, "1se", memory_mb=0.01)
+    reference, path = both_fits(
+        DESIGNS["grid"], game, 600, 2, False, "1se", memory_mb=0.01, schedule="sets"
+    )
     np.testing.assert_allclose(path.lam, reference.lam, rtol=1e-9)
     assert np.abs(path.coef - reference.coef).max() <= 1e-3 * np.abs(reference.coef).max()
 
@@ -90,8 +134,9 @@ def test_a_large_design_over_the_budget_stops_the_path_with_a_warning():
     game = games.random_pairwise(300, n_pairs=60, seed=1)
     with pytest.warns(UserWarning, match="lasso path stopped at lambda .* over memory_mb=0.1"):
         _, path = both_fits(
-            DESIGNS["grid"], game, 450, 6, True, "min", design_args={"cache_mb": 0}, memory_mb=0.1
-        )
+            DESIGNS["grid"], game, 450, 6, True, "min", design_args={"cache_mb": 0}, memory_mb=0.1,
+            schedule="sets",
+        )  # fmt: skip
     reached = np.isfinite(path.cv_curve[0]).sum()
     assert 0 < reached < 100 and np.isinf(path.cv_curve[0, reached:]).all()
     assert path.lam[0] >= path.lambdas[0, reached - 1]

@@ -1,0 +1,193 @@
+"""The LASSO-CV path on every problem's full residualised Gram, solved by the compiled kernel.
+
+When a problem's whole Gram H_k = X~_k' X~_k (p x p float64) fits the memory budget, the path
+needs no working sets, no KKT gradients and no products with the design per lambda: each
+problem's coordinate descent (methods/lasso_cd.py) sweeps all p columns on H_k with the gradient
+c - H_k b kept up to date, every problem of a lambda in one compiled call, threads over problems.
+Products with the design remain only for the CV errors: the fold problems' fits on their held-out
+rows, X_h b over their nonzero columns.
+
+Two schedules, the same solutions (each problem's path is its own; the early stop only cuts it):
+
+- resident: all (K + 1) Grams formed once (lasso_sets.problem_grams: one pass over the rows,
+  the folds' Grams summed); lambda by lambda, every problem at once, with the reference's early
+  stop checked every BLOCK lambdas.
+- one problem at a time, where only two p x p Grams fit: the full Gram G = X' X from one pass over
+  the rows, then each fold problem's H_k = G - X_f' X_f - P_k (B_k'B_k)^+ P_k' from one pass over
+  fold f's rows, solved down the whole grid; the early stop is applied to the CV errors afterwards,
+  and the full problem (its Gram G itself, corrected in place) runs down to the lambda chosen.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+from .lasso import BLOCK, PATIENCE, LassoCV, choose, lambda_grid
+from .lasso_cd import solve_batch, warm_up
+from .lasso_sets import CD_MAX_ITER, CD_TOL, _threads, problem_grams, rows_gram, stacked_rmatmul
+from .mask_design import MaskDesign
+
+
+def resident_bytes(p: int, n_problems: int) -> int:
+    """Every problem's Gram at once."""
+    return 8 * n_problems * p * p
+
+
+def sequential_bytes(p: int) -> int:
+    """The full Gram and one problem's."""
+    return 16 * p * p
+
+
+class GramPath:
+    """Coefficients b (K + 1, Q, p) of every problem (k: 0 full, k fold k) and response q, moved
+    along the lambda grid by `solve`; c = X~_k' y~_q, ||y~_q||^2 over T_k, lambdas (Q, L)."""
+
+    def __init__(self, design: MaskDesign, y: torch.Tensor, problems, n_lambdas: int, threads):
+        self.design, self.problems, self.threads = design, problems, threads
+        k1 = problems.w.shape[0]
+        self.y = problems.resid(y[:, None, :].expand(-1, k1, -1).contiguous())  # (m, K + 1, Q)
+        train = problems.w.T[:, :, None] * self.y
+        c = stacked_rmatmul(design, train, threads).cpu().numpy()  # (p, K + 1, Q)
+        self.c = np.ascontiguousarray(c.transpose(1, 2, 0))
+        self.y_norm2 = (train**2).sum(0).cpu().numpy()  # (K + 1, Q)
+        self.lambdas = lambda_grid(c[:, 0], len(y), n_lambdas)  # the full fits' grid (Q, L)
+        self.size = problems.size.cpu().numpy()  # |T_k|
+        self.beta = np.zeros_like(self.c)
+        self.before = np.zeros_like(self.c)  # the solution at the lambda before (the secant)
+        self.sweeps = 0
+        self.compile_s = warm_up()
+
+    def solve(self, grams: np.ndarray, ks: list[int], index: int, live: np.ndarray) -> None:
+        """Problems ks (problem k on grams[i] for k = ks[i]) for the responses `live` at lambda
+        `index`, each from its secant prediction b + r (b - b_before), r = (lambda_l -
+        lambda_{l-1}) / (lambda_{l-1} - lambda_{l-2}): exact while the active set and signs hold
+        (LARS); coefficients the step would move through zero start at 0."""
+        ks_, qs = np.repeat(ks, len(live)), np.tile(live, len(ks))
+        b = self.beta[ks_, qs]
+        if index >= 2:
+            lam = self.lambdas[qs, index - 2 : index + 1]
+            ratio = ((lam[:, 2] - lam[:, 1]) / (lam[:, 1] - lam[:, 0]))[:, None]
+            step = b + ratio * (b - self.before[ks_, qs])
+            self.before[ks_, qs] = b
+            b = np.where(step * b > 0, step, 0.0)
+        else:
+            self.before[ks_, qs] = b
+        alpha = self.size[ks_] * self.lambdas[qs, index]
+        numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
+        sweeps = solve_batch(
+            grams, np.repeat(np.arange(len(ks)), len(live)), self.c[ks_, qs], b,
+            np.empty_like(b), alpha, self.y_norm2[ks_, qs], CD_TOL, CD_MAX_ITER,
+        )  # fmt: skip
+        self.sweeps += int(np.abs(sweeps).sum())
+        self.beta[ks_, qs] = b
+
+    def held_out(self, k: int, fold: MaskDesign, cross: torch.Tensor, live) -> torch.Tensor:
+        """Residuals of fold problem k on its held-out rows h (|h|, Q_live): (I - H_k)(y~ - X b)
+        = y~ - X_h b + B_h (B_T'B_T)^+ (X_T'B_T)' b, with X only at the rows h."""
+        rows, dev = self.problems.rows[k - 1], self.design.device
+        out = self.y[rows, k][:, live].clone()
+        coef = self.beta[k, live].T  # (p, Q_live)
+        nz = np.flatnonzero(coef.any(1))
+        if len(nz):
+            beta = torch.as_tensor(coef[nz], device=dev)
+            shift = cross[torch.as_tensor(nz, device=dev)].T @ beta
+            basis = self.problems.basis[rows] @ (self.problems.gram_pinv[k] @ shift)
+            with _threads(self.threads):
+                out += basis - fold.matmul_cols(nz, beta)
+        return out
+
+    def full_fit(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nonzero coefficients of the full fits: (col, q) pairs and values."""
+        q, col = np.nonzero(self.beta[0, live])
+        return np.c_[col, live[q]], self.beta[0, live][q, col]
+
+
+def early_stop(errors: np.ndarray, live: np.ndarray, index: int) -> np.ndarray:
+    """Which live responses' CV curves (errors (Q, m, L) up to `index`) have had no new minimum
+    for PATIENCE lambdas: the reference's stop, checked where it checks it (every BLOCK lambdas)."""
+    if (index + 1) % BLOCK:
+        return np.zeros(len(live), dtype=bool)
+    curve = errors[live, :, : index + 1].mean(1)
+    return index - np.argmin(curve, axis=1) >= PATIENCE
+
+
+def gram_cv_path(design, y, problems, rule, n_lambdas, resident, threads, bar) -> LassoCV:
+    """The LASSO-CV fit (methods/lasso.lasso_cv's result) on full Grams; see the module docstring.
+    `resident`: all Grams at once, else one problem at a time."""
+    path = GramPath(design, y, problems, n_lambdas, threads)
+    m, n_queries = y.shape
+    k1 = len(problems.rows) + 1
+    errors = np.full((n_queries, m, n_lambdas), np.inf)
+    reached = np.zeros(n_queries, dtype=np.int64)
+    coef = np.zeros((n_queries, design.p))
+    if resident:
+        with _threads(threads):
+            grams, cross = problem_grams(design, problems)
+        folds = [design.row_subset(rows) for rows in problems.rows]
+        history, live = {}, np.arange(n_queries)
+        for index in range(n_lambdas):
+            path.solve(grams, list(range(k1)), index, live)
+            squared = torch.empty((m, len(live)), dtype=torch.float64, device=design.device)
+            for k in range(1, k1):
+                squared[problems.rows[k - 1]] = path.held_out(k, folds[k - 1], cross[k], live) ** 2
+            errors[live, :, index] = squared.T.cpu().numpy()
+            history[index] = path.full_fit(live)
+            reached[live] = index + 1
+            bar.update()
+            done = early_stop(errors, live, index)
+            if done.all():
+                break
+            live = live[~done]
+        chosen = np.array([choose(errors[q, :, : reached[q]], rule) for q in range(n_queries)])
+        for q in range(n_queries):
+            where, values = history[chosen[q]]
+            mine = where[:, 1] == q
+            coef[q, where[mine, 0]] = values[mine]
+    else:
+        chosen, reached = _one_problem_at_a_time(path, design, problems, errors, rule, bar)
+        coef[:] = path.beta[0]
+    rows = np.arange(n_queries)
+    curve = errors.mean(1)
+    lam = path.lambdas
+    info = {"sweeps": path.sweeps, "compile_s": path.compile_s}
+    return LassoCV(coef, lam[rows, chosen], curve[rows, chosen], lam, curve, info)
+
+
+def _one_problem_at_a_time(path, design, problems, errors, rule, bar):
+    """The schedule for two Grams' memory: every fold problem down the whole grid, the early stop
+    applied to their CV errors afterwards, then the full problem down to the lambda chosen."""
+    n_queries, _, n_lambdas = errors.shape
+    every = np.arange(n_queries)
+    dev = design.device
+    with _threads(path.threads):
+        full = torch.empty((design.p, design.p), dtype=torch.float64, device=dev)
+        cross0 = rows_gram(design, torch.arange(design.m, device=dev), problems.basis, full)
+        gram = torch.empty_like(full)
+        for k in range(1, len(problems.rows) + 1):
+            rows = problems.rows[k - 1]
+            cross = cross0 - rows_gram(design, rows, problems.basis, gram)
+            torch.sub(full, gram, out=gram)
+            gram.addmm_(cross @ problems.gram_pinv[k], cross.T, alpha=-1)
+            fold, grams = design.row_subset(rows), gram.cpu().numpy()[None]
+            for index in range(n_lambdas):
+                path.solve(grams, [k], index, every)
+                resid = path.held_out(k, fold, cross, every)
+                errors[:, rows.cpu().numpy(), index] = (resid**2).T.cpu().numpy()
+                bar.update(1 / len(problems.rows))
+            del fold, grams
+    reached = np.full(n_queries, n_lambdas)
+    for index in range(n_lambdas):
+        going = np.flatnonzero(reached == n_lambdas)
+        reached[going[early_stop(errors, going, index)]] = index + 1
+    for q in range(n_queries):
+        errors[q, :, reached[q] :] = np.inf
+    chosen = np.array([choose(errors[q, :, : reached[q]], rule) for q in range(n_queries)])
+    del gram
+    full.addmm_(cross0 @ problems.gram_pinv[0], cross0.T, alpha=-1)
+    grams = full.cpu().numpy()[None]
+    for index in range(int(chosen.max()) + 1):
+        live = every[chosen >= index]
+        path.solve(grams, [0], index, live)
+    return chosen, reached
