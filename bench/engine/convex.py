@@ -209,6 +209,7 @@ def _per_row(x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
     """(B, R, D) with row r = x[:, r] @ mats[r]: one batched product over the R rows, each a
     row-invariant one as in `rowwise_mm` (padded to at least MIN_ROWS x MIN_COLS)."""
     b, d = x.shape[0], mats.shape[2]
-    a = F.pad(x.transpose(0, 1), (0, 0, 0, max(0, MIN_ROWS - b)))  # (R, >= MIN_ROWS, D)
-    mats = F.pad(mats, (0, max(0, MIN_COLS - d)))
+    a = x.transpose(0, 1)  # (R, >= MIN_ROWS, D); F.pad copies even where it adds nothing
+    a = F.pad(a, (0, 0, 0, MIN_ROWS - b)) if b < MIN_ROWS else a
+    mats = F.pad(mats, (0, MIN_COLS - d)) if d < MIN_COLS else mats
     return torch.bmm(a, mats)[:, :b, :d].transpose(0, 1)

@@ -43,6 +43,9 @@ class CurvatureMemory:
         b, p = g.shape
         self.m, self.count = m, 0
         self.pairs = g.new_zeros((b, 2 * m, p))  # slots 0..m-1: s; m..2m-1: y
+        # `keep` compacts the pairs into a second buffer and back: a fresh multi-MB tensor per
+        # compaction page-faults, costing as much as an iteration's matmuls
+        self._spare = g.new_empty((b, 2 * m, p))
         self.sy = g.new_zeros((b, 0, 0))  # s_i^T y_j, time order
         self.yy = g.new_zeros((b, 0, 0))
         self.rinv = g.new_zeros((b, 0, 0))  # R^{-1}
@@ -53,8 +56,11 @@ class CurvatureMemory:
             self.gamma = 1.0 / g.norm(dim=1).clamp_min(torch.finfo(g.dtype).tiny)
 
     def keep(self, rows: torch.Tensor) -> None:
-        for name in ("pairs", "sy", "yy", "rinv", "valid", "gamma"):
-            setattr(self, name, getattr(self, name)[rows])
+        """Keep the models at indices `rows` (increasing)."""
+        for name in ("sy", "yy", "rinv", "valid", "gamma"):
+            setattr(self, name, getattr(self, name).index_select(0, rows))
+        pairs, self._spare = self._spare[: len(rows)], self.pairs
+        self.pairs = torch.index_select(self._spare, 0, rows, out=pairs)
 
     def _slots(self, device) -> torch.Tensor:
         """Ring slots of the stored pairs, oldest first, as indices into `pairs`: s's, then y's."""
@@ -130,9 +136,11 @@ class _Models:
         self.__dict__.update(tensors)
 
     def keep(self, rows: torch.Tensor) -> None:
+        """Keep the models at indices `rows` (index_select copies rows; a boolean index gathers
+        element by element, several times slower)."""
         for name, value in vars(self).items():
             if value is not None:
-                setattr(self, name, value[rows])
+                setattr(self, name, value.index_select(0, rows))
 
 
 def lbfgs_logreg(
@@ -212,7 +220,7 @@ def _retire(result: LbfgsResult, ws: _Models, memory: CurvatureMemory, stop, don
     from the working set and the curvature memory."""
     rows = ws.ids[stop]
     result.theta[rows], result.n_iter[rows], result.converged[rows] = ws.theta[stop], it, done[stop]
-    keep = ~stop
+    keep = (~stop).nonzero()[:, 0]
     ws.keep(keep)
     memory.keep(keep)
 
