@@ -61,7 +61,8 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# Every README table from its committed results file (the <!-- valbench-table: PATH --> blocks).
+# Every README and docs/ table from its committed results file (the <!-- valbench-table: PATH -->
+# blocks) and docs/methods.md from conf/method/.
 readme: $(STAMP)
 	$(BIN)/valbench-report readme
 

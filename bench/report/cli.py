@@ -6,7 +6,7 @@ valbench-report plot report/results.parquet [-o report/figures]
 valbench-report check --baseline results/baselines/ci.csv [--update]
 valbench-report sv-error multirun/ame_paper_mnist_sv multirun/ame_paper_mnist_sv_reference [-o DIR]
 valbench-report agreement multirun/final_model_only            # attributions vs further training
-valbench-report readme [--check]          # README tables <- their committed results/ files
+valbench-report readme [--check]          # README/docs tables <- their committed results/ files
 valbench-report leaderboard multirun/leaderboard multirun/leaderboard_poison -o results/leaderboard
 valbench-report html multirun/quickstart -o report.html          # one self-contained page
 
@@ -132,18 +132,31 @@ def _cmd_agreement(args) -> int:
 
 
 def _cmd_readme(args) -> int:
-    from .readme import render
+    from .method_docs import PAGE, page
+    from .readme import pages, render
 
-    readme = Path(args.readme)
-    text, changed = render(readme)
-    for path in changed:
-        print(f"{'STALE' if args.check else 'updated'} {readme}: the block of {path}")
+    readmes = [Path(p) for p in args.readme] if args.readme else pages(Path("."))
+    stale = 0
+    for readme in readmes:
+        text, changed = render(readme)
+        for path in changed:
+            print(f"{'STALE' if args.check else 'updated'} {readme}: the block of {path}")
+        stale += len(changed)
+        if changed and not args.check:
+            readme.write_text(text)
+    if not args.readme:  # the whole repository: also the method reference
+        methods, text = Path(PAGE), page()
+        if not methods.is_file() or methods.read_text() != text:
+            print(f"{'STALE' if args.check else 'updated'} {methods}: from conf/method/")
+            stale += 1
+            if not args.check:
+                methods.parent.mkdir(exist_ok=True)
+                methods.write_text(text)
+    names = ", ".join(str(r) for r in readmes)
     if args.check:
-        print(f"readme: {len(changed)} block(s) differ from their results files")
-        return 1 if changed else 0
-    if changed:
-        readme.write_text(text)
-    print(f"{readme}: {len(changed)} block(s) rewritten")
+        print(f"readme: {stale} block(s) or page(s) differ from their sources ({names})")
+        return 1 if stale else 0
+    print(f"{names}: {stale} block(s) or page(s) rewritten")
     return 0
 
 
@@ -349,12 +362,17 @@ def _add_agreement(sub) -> None:
 def _add_readme(sub) -> None:
     p = sub.add_parser(
         "readme",
-        help="copy each committed results table into its README block",
+        help="copy each committed results table into its README or docs/ block",
         description="Rewrite every <!-- valbench-table: PATH --> ... <!-- /valbench-table --> block "
-        "of the README with the content of PATH (a Markdown table under results/). With --check, "
-        "change nothing and exit 1 when a block differs from its file.",
+        "of README.md and the docs/*.md pages with the content of PATH (a Markdown table under "
+        "results/), and docs/methods.md from conf/method/. With --check, change nothing and exit 1 "
+        "when a block or page differs from its source. Run it in the repository root.",
     )
-    p.add_argument("--readme", default="README.md", help="default: %(default)s")
+    p.add_argument(
+        "--readme",
+        action="append",
+        help="only this page (repeatable); default: README.md, docs/*.md and docs/methods.md",
+    )
     p.add_argument("--check", action="store_true", help="only report blocks that differ (exit 1)")
     p.set_defaults(func=_cmd_readme)
 

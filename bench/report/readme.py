@@ -1,14 +1,15 @@
-"""README tables from committed results files, so that no number in the README is typed by hand.
+"""README and docs/ tables from committed results files, so that no number in them is typed by hand.
 
-A generated block in README.md names the Markdown table file it shows, a path under results/ written
-by the script that measured the numbers:
+A generated block in README.md or a page of docs/ names the Markdown table file it shows, a path
+under results/ (relative to the repository root) written by the script that measured the numbers:
 
     <!-- valbench-table: results/quickstart/table.md -->
     | method | seeds | auroc | ... |
     <!-- /valbench-table -->
 
 `render` replaces the body of every block with its file's content; `valbench-report readme` rewrites
-the README in place and `valbench-report readme --check` only reports the blocks that differ.
+README.md and the docs/ pages with blocks in place (and docs/methods.md, see `method_docs`), and
+`valbench-report readme --check` only reports what differs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,21 @@ def blocks(text: str, readme: Path) -> list[tuple[str, int, int]]:
     return out
 
 
+def repository_root(page: Path) -> Path:
+    """The nearest folder at or above `page`'s own that holds results/ (its own folder if none)."""
+    page = Path(page).resolve()
+    for folder in page.parents:
+        if (folder / RESULTS).is_dir():
+            return folder
+    return page.parent
+
+
+def pages(root: Path) -> list[Path]:
+    """README.md and every docs/*.md page of the repository at `root` that holds a block."""
+    found = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    return [p for p in found if p.is_file() and OPEN.search(p.read_text())]
+
+
 def table_file(path: str, root: Path, readme: Path) -> Path:
     """The committed results file a block names (relative to the repository root `root`)."""
     if Path(path).is_absolute() or Path(path).parts[:1] != (RESULTS,) or ".." in Path(path).parts:
@@ -57,7 +73,7 @@ def render(readme: Path) -> tuple[str, list[str]]:
         raise ValueError(f"{readme} has no <!-- valbench-table: PATH --> blocks: nothing to render")
     pieces, changed, last = [], [], 0
     for path, start, end in found:
-        content = table_file(path, readme.parent, readme).read_text().strip("\n") + "\n"
+        content = table_file(path, repository_root(readme), readme).read_text().strip("\n") + "\n"
         if text[start:end] != content:
             changed.append(path)
         pieces += [text[last:start], content]

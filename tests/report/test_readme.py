@@ -1,4 +1,5 @@
-"""README tables come from committed results files (valbench-report readme)."""
+"""README and docs/ tables come from committed results files, docs/methods.md from conf/method/
+(valbench-report readme)."""
 
 from __future__ import annotations
 
@@ -8,33 +9,47 @@ from pathlib import Path
 import pytest
 
 from valbench.report.cli import main
-from valbench.report.readme import blocks, render
+from valbench.report.method_docs import PAGE, page, parse
+from valbench.report.readme import blocks, pages, render
 
 ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MEASURED = re.compile(r"[\s*±/–,-]*\d*\.\d+[\s*±/–,.\d-]*")  # '0.983', '**0.19** / 0.09 ± 0.1'
 
 
-def test_every_readme_table_equals_its_results_file():
-    _, changed = render(ROOT / "README.md")
-    assert changed == [], f"README blocks differ from their files (run `make readme`): {changed}"
+def test_every_table_equals_its_results_file():
+    for readme in pages(ROOT):
+        _, changed = render(readme)
+        assert changed == [], (
+            f"{readme} blocks differ from their files (run `make readme`): {changed}"
+        )
 
 
-def test_the_readme_numbers_are_generated():
-    """The result tables of the README (quickstart, estimators, poisons, final-model-only) are
-    blocks; outside them no table row has a cell that is a measured number such as 0.983."""
-    text = (ROOT / "README.md").read_text()
-    paths = [path for path, _, _ in blocks(text, ROOT / "README.md")]
+def test_the_method_reference_is_generated_from_the_configs():
+    assert (ROOT / PAGE).read_text() == page(), f"{PAGE} is stale: run `make readme`"
+
+
+def test_the_numbers_are_generated():
+    """The result tables of the README and docs/ (quickstart, estimators, poisons,
+    final-model-only, ...) are blocks; outside them no table row has a cell that is a measured
+    number such as 0.983."""
+    texts = {p: p.read_text() for p in PAGES}
+    paths = [path for p, text in texts.items() for path, _, _ in blocks(text, p)]
     assert {
         "results/quickstart/table.md",
         "results/perf/estimators.md",
         "results/poison_digits/summary.md",
         "results/final_model_only/spearman.md",
+        "results/leaderboard/leaderboard.md",
+        "results/perf/engine_cpu.md",
     } <= set(paths)
-    outside, last = [], 0
-    for _, start, end in blocks(text, ROOT / "README.md"):
-        outside.append(text[last:start])
-        last = end
-    outside.append(text[last:])
+    outside = []
+    for p, text in texts.items():
+        last = 0
+        for _, start, end in blocks(text, p):
+            outside.append(text[last:start])
+            last = end
+        outside.append(text[last:])
     numeric_rows = [
         line
         for part in outside
@@ -97,3 +112,36 @@ def test_the_derived_tables_match_their_committed_data(tmp_path):
     assert (ROOT / "results/poison_digits/summary.md").read_text() == out.with_suffix(
         ".md"
     ).read_text()
+
+
+def test_readme_over_a_repository_covers_docs_pages_and_the_method_reference(
+    tmp_path, capsys, monkeypatch
+):
+    readme = _repo(tmp_path, "front page, no blocks\n")
+    (tmp_path / "docs").mkdir()
+    stale = BLOCK.format("| a |\n|---|\n| 0.9 |\n")
+    (tmp_path / "docs" / "results.md").write_text(stale)
+    (tmp_path / "docs" / "plain.md").write_text("no blocks here\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["readme", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "STALE docs/results.md: the block of results/t.md" in out
+    assert f"STALE {PAGE}" in out and "plain.md" not in out and "README" not in out
+    assert main(["readme"]) == 0
+    assert (tmp_path / "docs" / "results.md").read_text() == BLOCK.format("| a |\n|---|\n| 1 |\n")
+    assert (tmp_path / PAGE).read_text() == page()
+    assert main(["readme", "--check"]) == 0
+    assert readme.read_text() == "front page, no blocks\n"
+
+
+def test_the_method_page_shows_each_key_its_default_and_meaning():
+    base = parse(
+        "base",
+        "# What it does.\n_target_: pkg.Cls\nbudget: 10  # evaluations\ntol: 0.1  # a\n  # b | c\n",
+    )
+    variant = parse("variant", "# Fewer.\ndefaults:\n  - base\n  - _self_\n\nbudget: 5\n")
+    text = page({"base": base, "variant": variant})
+    assert "| [`base`](#base) | What it does. | `pkg.Cls` |" in text
+    assert "| `tol` | `0.1` | a b \\| c |" in text
+    assert "`_target_: pkg.Cls` (every key of `base`; * marks this config's changes)" in text
+    assert "| `budget` * | `5` | evaluations |" in text.split("## variant")[1]
