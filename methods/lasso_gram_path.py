@@ -26,18 +26,28 @@ import torch
 
 from .lasso import BLOCK, PATIENCE, LassoCV, choose, lambda_grid
 from .lasso_cd import solve_batch, warm_up
-from .lasso_sets import CD_MAX_ITER, CD_TOL, _threads, problem_grams, rows_gram, stacked_rmatmul
+from .lasso_sets import (
+    CD_MAX_ITER,
+    CD_TOL,
+    _threads,
+    problem_grams,
+    residualise_gram,
+    rows_gram,
+    stacked_rmatmul,
+)
 from .mask_design import MaskDesign
 
-
-def resident_bytes(p: int, n_problems: int) -> int:
-    """Every problem's Gram at once."""
-    return 8 * n_problems * p * p
+THREADED_FIT = 2**20  # entries of a held-out fit's design from which it runs on several threads
 
 
-def sequential_bytes(p: int) -> int:
+def resident_bytes(p: int, n_problems: int, itemsize: int) -> int:
+    """Every problem's Gram at once (itemsize: of the design's dtype, which the Grams keep)."""
+    return itemsize * n_problems * p * p
+
+
+def sequential_bytes(p: int, itemsize: int) -> int:
     """The full Gram and one problem's."""
-    return 16 * p * p
+    return 2 * itemsize * p * p
 
 
 class GramPath:
@@ -76,8 +86,9 @@ class GramPath:
             self.before[ks_, qs] = b
         alpha = self.size[ks_] * self.lambdas[qs, index]
         numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
+        diags = np.ascontiguousarray(np.diagonal(grams, axis1=1, axis2=2))
         sweeps = solve_batch(
-            grams, np.repeat(np.arange(len(ks)), len(live)), self.c[ks_, qs], b,
+            grams, diags, np.repeat(np.arange(len(ks)), len(live)), self.c[ks_, qs], b,
             np.empty_like(b), alpha, self.y_norm2[ks_, qs], CD_TOL, CD_MAX_ITER,
         )  # fmt: skip
         self.sweeps += int(np.abs(sweeps).sum())
@@ -94,7 +105,8 @@ class GramPath:
             beta = torch.as_tensor(coef[nz], device=dev)
             shift = cross[torch.as_tensor(nz, device=dev)].T @ beta
             basis = self.problems.basis[rows] @ (self.problems.gram_pinv[k] @ shift)
-            with _threads(self.threads):
+            threads = self.threads if len(nz) * len(rows) >= THREADED_FIT else 1
+            with _threads(threads):  # threads for small products would only synchronise
                 out += basis - fold.matmul_cols(nz, beta)
         return out
 
@@ -162,14 +174,14 @@ def _one_problem_at_a_time(path, design, problems, errors, rule, bar):
     every = np.arange(n_queries)
     dev = design.device
     with _threads(path.threads):
-        full = torch.empty((design.p, design.p), dtype=torch.float64, device=dev)
+        full = torch.empty((design.p, design.p), dtype=design.dtype, device=dev)
         cross0 = rows_gram(design, torch.arange(design.m, device=dev), problems.basis, full)
         gram = torch.empty_like(full)
         for k in range(1, len(problems.rows) + 1):
             rows = problems.rows[k - 1]
             cross = cross0 - rows_gram(design, rows, problems.basis, gram)
             torch.sub(full, gram, out=gram)
-            gram.addmm_(cross @ problems.gram_pinv[k], cross.T, alpha=-1)
+            residualise_gram(gram, cross, problems.gram_pinv[k])
             fold, grams = design.row_subset(rows), gram.cpu().numpy()[None]
             for index in range(n_lambdas):
                 path.solve(grams, [k], index, every)
@@ -185,7 +197,7 @@ def _one_problem_at_a_time(path, design, problems, errors, rule, bar):
         errors[q, :, reached[q] :] = np.inf
     chosen = np.array([choose(errors[q, :, : reached[q]], rule) for q in range(n_queries)])
     del gram
-    full.addmm_(cross0 @ problems.gram_pinv[0], cross0.T, alpha=-1)
+    residualise_gram(full, cross0, problems.gram_pinv[0])
     grams = full.cpu().numpy()[None]
     for index in range(int(chosen.max()) + 1):
         live = every[chosen >= index]

@@ -372,7 +372,8 @@ def lasso_cv_path(
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if schedule == "auto":
-        schedule = choose_schedule(design.p, len(np.unique(folds)) + 1, memory_mb)
+        itemsize = torch.finfo(design.dtype).bits // 8
+        schedule = choose_schedule(design.p, len(np.unique(folds)) + 1, itemsize, memory_mb)
     threads = torch.get_num_threads()
     if schedule != "sets":
         dev = design.device
@@ -394,13 +395,14 @@ def lasso_cv_path(
         )
 
 
-def choose_schedule(p: int, n_problems: int, memory_mb: float) -> str:
-    """The LASSO path's schedule for p columns and n_problems = K + 1: every problem's Gram at once
-    where they fit memory_mb, else two Grams at a time, else working sets."""
+def choose_schedule(p: int, n_problems: int, itemsize: int, memory_mb: float) -> str:
+    """The LASSO path's schedule for p columns, n_problems = K + 1 and Grams of `itemsize` bytes
+    an entry: every problem's Gram at once where they fit memory_mb, else two Grams at a time,
+    else working sets."""
     memory = memory_mb * 2**20
-    if resident_bytes(p, n_problems) <= memory:
+    if resident_bytes(p, n_problems, itemsize) <= memory:
         return "resident"
-    return "sequential" if sequential_bytes(p) <= memory else "sets"
+    return "sequential" if sequential_bytes(p, itemsize) <= memory else "sets"
 
 
 def _bar(progress: bool, n_lambdas: int):

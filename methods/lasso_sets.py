@@ -187,8 +187,9 @@ GRAM_BLOCK = 1024  # columns per block of a Gram's upper block triangle
 
 
 def rows_gram(design: MaskDesign, rows: torch.Tensor, basis: torch.Tensor, out: torch.Tensor):
-    """X_R' X_R over the rows R into `out` (p, p) float64, in one pass over them (only the upper
-    block triangle's products: ~5/8 of m p^2 at p = 4,000, mirrored); returns X_R' B_R (p, G)."""
+    """X_R' X_R over the rows R into `out` (p, p, the design's dtype), in one pass over them (only
+    the upper block triangle's products: ~5/8 of m p^2 at p = 4,000, mirrored); returns X_R' B_R
+    (p, G) float64."""
     p = design.p
     cross = torch.zeros((p, basis.shape[1]), dtype=torch.float64, device=design.device)
     step = -(-p // max(1, round(p / GRAM_BLOCK)))
@@ -199,24 +200,27 @@ def rows_gram(design: MaskDesign, rows: torch.Tensor, basis: torch.Tensor, out: 
         xt = design.columns_at(part)  # (p, rows)
         for i, rows_i in enumerate(blocks):
             for cols_j in blocks[i:]:
-                if xt.dtype == torch.float64:
-                    out[rows_i, cols_j].addmm_(xt[rows_i], xt[cols_j].T)
-                else:
-                    out[rows_i, cols_j] += (xt[rows_i] @ xt[cols_j].T).double()
-        cross += xt.double() @ basis[part]
+                out[rows_i, cols_j].addmm_(xt[rows_i], xt[cols_j].T)
+        cross += (xt @ basis[part].to(xt.dtype)).double()
     for i, rows_i in enumerate(blocks):  # the lower block triangle, mirrored
         for cols_j in blocks[i + 1 :]:
             out[cols_j, rows_i] = out[rows_i, cols_j].T
     return cross
 
 
+def residualise_gram(gram: torch.Tensor, cross: torch.Tensor, pinv: torch.Tensor) -> None:
+    """gram -= P (B'B)^+ P' in place, P = X_T'B_T: the Gram of the residualised design."""
+    gram.addmm_((cross @ pinv).to(gram.dtype), cross.T.to(gram.dtype), alpha=-1)
+
+
 def problem_grams(design: MaskDesign, problems) -> tuple[np.ndarray, torch.Tensor]:
-    """Residualised Grams H_k = X~' X~ over the training rows of every problem (K + 1, p, p) and
-    the products X_T' B_T with the basis (K + 1, p, G): the folds' in one pass over the rows
-    (rows_gram), each problem's the sum of the others. Every step writes into the one (K + 1) p^2
-    array: a temporary of that size costs more in page faults than its products."""
+    """Residualised Grams H_k = X~' X~ over the training rows of every problem (K + 1, p, p), in
+    the design's dtype (float32 for large designs, as their products), and the products X_T' B_T
+    with the basis (K + 1, p, G): the folds' in one pass over the rows (rows_gram), each
+    problem's the sum of the others. Every step writes into the one (K + 1) p^2 array: a
+    temporary of that size costs more in page faults than its products."""
     n_folds, p = len(problems.fold_ids), design.p
-    grams = torch.empty((n_folds + 1, p, p), dtype=torch.float64, device=design.device)
+    grams = torch.empty((n_folds + 1, p, p), dtype=design.dtype, device=design.device)
     cross = torch.zeros(
         (n_folds + 1, p, problems.basis.shape[1]), dtype=torch.float64, device=design.device
     )
@@ -226,5 +230,5 @@ def problem_grams(design: MaskDesign, problems) -> tuple[np.ndarray, torch.Tenso
         torch.sum(part[1:], 0, out=part[0])
         torch.sub(part[0], part[1:], out=part[1:])
     for k in range(n_folds + 1):
-        grams[k].addmm_(cross[k] @ problems.gram_pinv[k], cross[k].T, alpha=-1)
+        residualise_gram(grams[k], cross[k], problems.gram_pinv[k])
     return grams.cpu().numpy(), cross

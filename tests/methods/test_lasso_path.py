@@ -87,7 +87,7 @@ def test_compiled_kernel_equals_scikit_learn_coordinate_descent():
     )
     b, g = start[None].copy(), np.zeros((1, 120))
     sweeps = solve_batch(
-        h[None], np.zeros(1, np.int64), c[None], b, g, np.array([alpha]), np.array([y @ y]),
+        h[None], np.diag(h)[None], np.zeros(1, np.int64), c[None], b, g, np.array([alpha]), np.array([y @ y]),
         1e-10, 5000,
     )  # fmt: skip
     assert sweeps[0] > 0
@@ -142,7 +142,10 @@ def test_a_large_design_over_the_budget_stops_the_path_with_a_warning():
     assert path.lam[0] >= path.lambdas[0, reached - 1]
 
 
-def test_float32_products_on_a_larger_design():
+@pytest.mark.parametrize("schedule", ["resident", "sequential", "sets"])
+def test_float32_products_on_a_larger_design(schedule):
+    """A float32 design (as large ones run) keeps its Grams in float32 too: within float32's
+    precision of the float64 fit."""
     game = games.random_pairwise(300, n_pairs=100, seed=4)
     p, masks = draw_samples(DESIGNS["grid"], 0, 900, 300)
     a, b = DESIGNS["grid"].coding(p)
@@ -150,8 +153,9 @@ def test_float32_products_on_a_larger_design():
     y = game(masks)[:, None]
     exact = lasso_cv_path(MaskDesign([masks], a, b), y, DESIGNS["grid"].basis(p), folds)
     single = lasso_cv_path(
-        MaskDesign([masks], a, b, dtype=torch.float32), y, DESIGNS["grid"].basis(p), folds
-    )
+        MaskDesign([masks], a, b, dtype=torch.float32), y, DESIGNS["grid"].basis(p), folds,
+        schedule=schedule,
+    )  # fmt: skip
     np.testing.assert_allclose(single.lam, exact.lam, rtol=1e-6)
     assert np.abs(single.coef - exact.coef).max() <= 1e-4 * np.abs(exact.coef).max()
 
