@@ -75,62 +75,64 @@ def _full_sweeps(h, diag, c, b, g, alpha, y_norm2, tol, max_iter):
 
 
 @numba.njit(cache=True, nogil=True)
-def _solve_one(h, diag, c, b, g, alpha, y_norm2, tol, max_iter):
-    """Coordinate descent on one problem from b (in place); g <- c - H b on return. Sweeps run on
-    a working set W (the nonzeros and the columns violating |g_j| <= alpha), moving only g_W, one
-    gather of |W| entries of a row per move; then g is brought up to date over all p columns
-    (one axpy per moved coordinate), the columns outside W are checked, and the duality gap.
-    Once W holds half the columns, sweeps run over all of them (_full_sweeps). Returns the sweeps,
-    negative when max_iter ran out."""
-    p = c.shape[0]
-    for i in range(p):  # the gradient at the warm start
+def _gradient(h, c, b, g):
+    """g = c - H b, over b's nonzeros (one axpy with a row of h each)."""
+    for i in range(c.shape[0]):
         g[i] = c[i]
-    for j in range(p):
+    for j in range(c.shape[0]):
         if b[j] != 0.0:
             _row_axpy(g, b[j], h, j)
-    inside = b != 0.0
-    moved = np.zeros(p)
+
+
+@numba.njit(cache=True, nogil=True)
+def _solve_one(h, diag, c, b, g, alpha, alpha_last, y_norm2, tol, max_iter):
+    """Coordinate descent on one problem from b (in place); on entry g is the gradient at the
+    last lambda's solution, on return c - H b. Sweeps run on a working set W with W's own Gram,
+    moving only g_W: W starts as b's nonzeros and the columns of the sequential strong rule
+    |g_j| >= 2 alpha - alpha_last (Tibshirani et al. 2012); after the sweeps, g over all p
+    columns (one axpy per nonzero), the KKT check of the columns outside W (violators join W and
+    the sweeps go on) and the duality gap. Once W holds half the columns, sweeps run over all of
+    them (_full_sweeps). Returns the sweeps, negative when max_iter ran out."""
+    p = c.shape[0]
+    inside = (b != 0.0) | (np.abs(g) >= 2 * alpha - alpha_last)
     sweeps = 0
     while sweeps < max_iter:
-        for j in range(p):  # g is exact here: the KKT check of every column outside W
-            if not inside[j] and diag[j] > 0.0 and abs(g[j]) > alpha:
-                inside[j] = True
-        work = np.flatnonzero(inside)
+        work = np.flatnonzero(inside & (diag > 0.0))
         n_in = len(work)
         if 2 * n_in > p:
+            _gradient(h, c, b, g)
             done = _full_sweeps(h, diag, c, b, g, alpha, y_norm2, tol, max_iter - sweeps)
             return sweeps + done if done > 0 else -max_iter
-        g_in = g[work]
+        h_in = np.empty((n_in, n_in), dtype=h.dtype)  # W's Gram, contiguous rows for the axpys
+        for a in range(n_in):
+            for e in range(n_in):
+                h_in[a, e] = h[work[a], work[e]]
+        g_in = c[work].copy()
+        for a in range(n_in):
+            if b[work[a]] != 0.0:
+                g_in -= b[work[a]] * h_in[a]
         while sweeps < max_iter:
             sweeps += 1
             w_max = 0.0
             d_max = 0.0
             for a in range(n_in):
                 j = work[a]
-                if diag[j] <= 0.0:
-                    continue
                 old = b[j]
                 new = _soft(g_in[a] + diag[j] * old, alpha, diag[j])
                 if new != old:
                     step = new - old
                     for e in range(n_in):
-                        g_in[e] -= step * h[j, work[e]]
+                        g_in[e] -= step * h_in[a, e]
                     b[j] = new
-                    moved[j] += step
                     d_max = max(d_max, abs(step))
                 w_max = max(w_max, abs(new))
             if w_max == 0.0 or d_max / w_max <= tol:
                 break
-        for a in range(n_in):  # g over every column, one axpy per moved coordinate
-            j = work[a]
-            if moved[j] != 0.0:
-                _row_axpy(g, moved[j], h, j)
-                moved[j] = 0.0
+        _gradient(h, c, b, g)
         violated = False
-        for j in range(p):
+        for j in range(p):  # the KKT check of every column outside W
             if not inside[j] and diag[j] > 0.0 and abs(g[j]) > alpha:
-                violated = True
-                break
+                inside[j] = violated = True
         if not violated and _gap(c, b, g, alpha, y_norm2) <= tol * y_norm2:
             return sweeps
     return -max_iter
@@ -158,13 +160,13 @@ def _gap(c, b, g, alpha, y_norm2):
     return primal - dual
 
 
-def _batch(grams, diags, gram_of, c, b, g, alpha, y_norm2, tol, max_iter):
+def _batch(grams, diags, gram_of, c, b, g, alpha, alpha_last, y_norm2, tol, max_iter):
     n = c.shape[0]
     sweeps = np.zeros(n, dtype=np.int64)
     for r in numba.prange(n):
         sweeps[r] = _solve_one(
-            grams[gram_of[r]], diags[gram_of[r]], c[r], b[r], g[r], alpha[r], y_norm2[r], tol,
-            max_iter,
+            grams[gram_of[r]], diags[gram_of[r]], c[r], b[r], g[r], alpha[r], alpha_last[r],
+            y_norm2[r], tol, max_iter,
         )  # fmt: skip
     return sweeps
 
@@ -174,15 +176,16 @@ _batch_serial = numba.njit(cache=True, nogil=True)(_batch)
 THREADED_WORK = 2**23  # p x (problems + nonzeros) from which a batch runs on several threads
 
 
-def solve_batch(grams, diags, gram_of, c, b, g, alpha, y_norm2, tol, max_iter):
+def solve_batch(grams, diags, gram_of, c, b, g, alpha, alpha_last, y_norm2, tol, max_iter):
     """Every problem r of the batch at its alpha[r] on Gram grams[gram_of[r]] (its diagonal
-    diags[gram_of[r]]); c, b, g (R, p), b and g in place. Returns each problem's sweeps (R,),
+    diags[gram_of[r]]); c, b, g (R, p), b and g in place (g: on entry the gradient at the last
+    lambda's solution, alpha_last[r]; on return c - H b). Returns each problem's sweeps (R,),
     negative where max_iter ran out. Threads over the problems only for batches with much work
     (dense solutions): for light ones, waking threads costs more than the sweeps (poison_digits:
     0.5 ms on one thread, 25 ms on two on a loaded machine)."""
     heavy = c.shape[1] * (c.shape[0] + np.count_nonzero(b)) >= THREADED_WORK
     kernel = _batch_threaded if heavy and numba.get_num_threads() > 1 else _batch_serial
-    return kernel(grams, diags, gram_of, c, b, g, alpha, y_norm2, tol, max_iter)
+    return kernel(grams, diags, gram_of, c, b, g, alpha, alpha_last, y_norm2, tol, max_iter)
 
 
 @cache
@@ -194,7 +197,7 @@ def warm_up() -> float:
         for kernel in (_batch_serial, _batch_threaded):
             kernel(
                 np.eye(2, dtype=dtype)[None], np.ones((1, 2), dtype), np.zeros(1, np.int64),
-                np.ones((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)), np.full(1, 0.5), np.ones(1),
-                1e-6, 10,
+                np.ones((1, 2)), np.zeros((1, 2)), np.ones((1, 2)), np.full(1, 0.5), np.full(1, 0.5),
+                np.ones(1), 1e-6, 10,
             )  # fmt: skip
     return time.perf_counter() - start

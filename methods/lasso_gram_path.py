@@ -66,6 +66,8 @@ class GramPath:
         self.size = problems.size.cpu().numpy()  # |T_k|
         self.beta = np.zeros_like(self.c)
         self.before = np.zeros_like(self.c)  # the solution at the lambda before (the secant)
+        self.grad = self.c.copy()  # c - H b at the last solution (b = 0 to start)
+        self.alpha_last = self.size[:, None] * self.lambdas[:, 0][None, :]  # (K + 1, Q)
         self.sweeps = 0
         self.compile_s = warm_up()
 
@@ -87,12 +89,13 @@ class GramPath:
         alpha = self.size[ks_] * self.lambdas[qs, index]
         numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
         diags = np.ascontiguousarray(np.diagonal(grams, axis1=1, axis2=2))
+        grad = self.grad[ks_, qs]
         sweeps = solve_batch(
-            grams, diags, np.repeat(np.arange(len(ks)), len(live)), self.c[ks_, qs], b,
-            np.empty_like(b), alpha, self.y_norm2[ks_, qs], CD_TOL, CD_MAX_ITER,
+            grams, diags, np.repeat(np.arange(len(ks)), len(live)), self.c[ks_, qs], b, grad,
+            alpha, self.alpha_last[ks_, qs], self.y_norm2[ks_, qs], CD_TOL, CD_MAX_ITER,
         )  # fmt: skip
         self.sweeps += int(np.abs(sweeps).sum())
-        self.beta[ks_, qs] = b
+        self.beta[ks_, qs], self.grad[ks_, qs], self.alpha_last[ks_, qs] = b, grad, alpha
 
     def held_out(self, k: int, fold: MaskDesign, cross: torch.Tensor, live) -> torch.Tensor:
         """Residuals of fold problem k on its held-out rows h (|h|, Q_live): (I - H_k)(y~ - X b)

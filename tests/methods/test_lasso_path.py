@@ -85,10 +85,10 @@ def test_compiled_kernel_equals_scikit_learn_coordinate_descent():
     _cd_fast.enet_coordinate_descent_gram(
         sklearn, alpha, 0.0, h, c, y, 5000, 1e-10, np.random.RandomState(0), False, False
     )
-    b, g = start[None].copy(), np.zeros((1, 120))
+    b, g = start[None].copy(), (c - h @ start)[None]
     sweeps = solve_batch(
-        h[None], np.diag(h)[None], np.zeros(1, np.int64), c[None], b, g, np.array([alpha]), np.array([y @ y]),
-        1e-10, 5000,
+        h[None], np.diag(h)[None], np.zeros(1, np.int64), c[None], b, g, np.array([alpha]),
+        np.array([alpha]), np.array([y @ y]), 1e-10, 5000,
     )  # fmt: skip
     assert sweeps[0] > 0
     np.testing.assert_allclose(b[0], sklearn, rtol=0, atol=1e-12 * np.abs(sklearn).max())
