@@ -52,12 +52,12 @@ def _soft(z, alpha, h_jj):
 
 @numba.njit(cache=True, nogil=True)
 def _full_sweeps(h, diag, c, b, g, alpha, y_norm2, tol, max_iter):
-    """Cyclic sweeps over all p columns, each move one axpy of g with a row of h, until
-    scikit-learn's rule holds (dense solutions). Returns the sweeps, negative if max_iter ran out."""
+    """Cyclic sweeps over all p columns, each move one axpy of g with a row of h, until the duality
+    gap is at most tol ||y||^2, checked after every sweep: O(p) against the sweep's O(p x nonzeros)
+    (dense solutions; scikit-learn checks it only once the largest move is small: mislabel
+    n = 1,000, 2,337 -> 2,061 sweeps). Returns the sweeps, negative if max_iter ran out."""
     p = c.shape[0]
     for sweep in range(max_iter):
-        w_max = 0.0
-        d_max = 0.0
         for j in range(p):
             if diag[j] <= 0.0:
                 continue
@@ -66,11 +66,8 @@ def _full_sweeps(h, diag, c, b, g, alpha, y_norm2, tol, max_iter):
             if new != old:
                 _row_axpy(g, new - old, h, j)
                 b[j] = new
-                d_max = max(d_max, abs(new - old))
-            w_max = max(w_max, abs(new))
-        if w_max == 0.0 or d_max / w_max <= tol or sweep == max_iter - 1:
-            if _gap(c, b, g, alpha, y_norm2) <= tol * y_norm2:
-                return sweep + 1
+        if _gap(c, b, g, alpha, y_norm2) <= tol * y_norm2:
+            return sweep + 1
     return -max_iter
 
 

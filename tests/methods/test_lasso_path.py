@@ -69,8 +69,9 @@ def test_auto_schedule_follows_the_memory_budget():
 
 
 def test_compiled_kernel_equals_scikit_learn_coordinate_descent():
-    """One LASSO on a Gram from a warm start: the same coefficients as scikit-learn's solver (the
-    reference's) to 1e-12, and the gradient c - H b it keeps up to date is exact."""
+    """One LASSO on a Gram from a warm start, both solvers to a duality gap of 1e-10 ||y||^2: the
+    same coefficients as scikit-learn's solver (the reference's) to 1e-8, and the gradient c - H b
+    it keeps up to date is exact."""
     from sklearn.linear_model import _cd_fast
 
     from valbench.methods.lasso_cd import solve_batch
@@ -91,7 +92,7 @@ def test_compiled_kernel_equals_scikit_learn_coordinate_descent():
         np.array([alpha]), np.array([y @ y]), 1e-10, 5000,
     )  # fmt: skip
     assert sweeps[0] > 0
-    np.testing.assert_allclose(b[0], sklearn, rtol=0, atol=1e-12 * np.abs(sklearn).max())
+    np.testing.assert_allclose(b[0], sklearn, rtol=0, atol=1e-8 * np.abs(sklearn).max())
     np.testing.assert_allclose(g[0], c - h @ b[0], rtol=0, atol=1e-9 * np.abs(c).max())
 
 
