@@ -71,6 +71,36 @@ def synthetic(
     return RawData(x.astype(np.float32), y.astype(np.int64), n_classes, "synthetic")
 
 
+def synthetic_images(
+    n_samples: int = 3000,
+    n_classes: int = 10,
+    shape: tuple[int, int, int] | list[int] = (3, 32, 32),
+    noise: float = 0.2,
+    seed: int = 0,
+) -> RawData:
+    """Generated images of CIFAR-10's shape (3 x 32 x 32 in [0, 1], 10 classes; no download): each
+    class a smooth random template (a 4 x 4 grid of colours upsampled), each image its class's template
+    plus Gaussian pixel noise of std `noise`, clipped to [0, 1]. A stand-in where no CIFAR-10 files exist."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 1 or shape[1] % 4 or shape[2] % 4:
+        raise ValueError(f"shape must be (channels, h, w) with h and w multiples of 4, got {shape}")
+    if n_classes < 2 or n_samples < n_classes:
+        raise ValueError(
+            f"need n_classes >= 2 and n_samples >= n_classes, got {n_classes}, {n_samples}"
+        )
+    if not noise >= 0:
+        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    rng = np.random.default_rng(seed)
+    c, h, w = shape
+    coarse = rng.uniform(0.2, 0.8, size=(n_classes, c, 4, 4))
+    templates = coarse.repeat(h // 4, axis=2).repeat(w // 4, axis=3)
+    y = np.arange(n_samples) % n_classes
+    rng.shuffle(y)
+    x = templates[y] + noise * rng.standard_normal((n_samples, c, h, w))
+    x = np.clip(x, 0.0, 1.0).reshape(n_samples, -1).astype(np.float32)
+    return RawData(x, y.astype(np.int64), n_classes, "synthetic_images", shape)
+
+
 def _numeric_features(x, where: str) -> np.ndarray:
     """Features as float32 (n, d) or (n, c, h, w); a ValueError names non-numeric columns, a bad
     shape or the first NaN/inf (row and column)."""
@@ -205,6 +235,7 @@ LOADERS = {
     "breast_cancer": breast_cancer,
     "wine": wine,
     "synthetic": synthetic,
+    "synthetic_images": synthetic_images,
     "csv": csv,
     "mnist": mnist,
     "fashion_mnist": fashion_mnist,

@@ -9,6 +9,7 @@ valbench-report agreement multirun/final_model_only            # attributions vs
 valbench-report readme [--check]          # README/docs tables <- their committed results/ files
 valbench-report leaderboard multirun/leaderboard multirun/leaderboard_poison -o results/leaderboard
 valbench-report html multirun/quickstart -o report.html          # one self-contained page
+valbench-report paper [--tiny] [--plan] [--only SWEEP]            # the papers' figures (make paper)
 
 `table` and `plot` also take record folders instead of a collected file.
 """
@@ -25,6 +26,7 @@ import pandas as pd
 from ..score import METRIC_KEYS
 from .check import EVALS_FACTOR, QUALITY_TOLERANCE, TIME_FACTOR, run_check
 from .collect import collect, load_table, report_failures, write_table
+from .paper_cli import add_paper
 from .tables import ok_jobs, summarize, to_latex, to_markdown
 
 
@@ -393,6 +395,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_readme(sub)
     _add_leaderboard(sub)
     _add_html(sub)
+    add_paper(sub)
     return parser
 
 

@@ -60,6 +60,7 @@ def test_unknown_dataset_lists_what_exists():
         "breast_cancer",
         "wine",
         "synthetic",
+        "synthetic_images",
         "csv",
         "mnist",
         "fashion_mnist",
@@ -179,3 +180,17 @@ def test_bad_settings_are_named_before_loading(dataset, seed, error, message):
     config = {"name": "wine", "n_train": 50, "n_val": 20, **dataset}
     with pytest.raises(error, match=message):
         prepare(config, {"name": "none"}, seed=seed)
+
+
+def test_synthetic_images_have_cifar10_shape_and_learnable_classes():
+    raw = load("synthetic_images", n_samples=200, seed=1)
+    assert raw.image_shape == (3, 32, 32) and raw.x.shape == (200, 3 * 32 * 32)
+    assert raw.x.min() >= 0 and raw.x.max() <= 1 and set(raw.y) == set(range(10))
+    again = load("synthetic_images", n_samples=200, seed=1)
+    np.testing.assert_array_equal(raw.x, again.x)
+    # nearest class mean separates the classes far above chance (0.1)
+    means = np.stack([raw.x[raw.y == k].mean(0) for k in range(10)])
+    pred = ((raw.x[:, None] - means[None]) ** 2).sum(-1).argmin(1)
+    assert (pred == raw.y).mean() > 0.5
+    with pytest.raises(ValueError, match="multiples of 4"):
+        load("synthetic_images", shape=(3, 30, 30))
