@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 
 QUICKSTART = multirun/quickstart/report
 
-.PHONY: bench check leaderboard test test-all lint readme install clean perf anchors
+.PHONY: bench check leaderboard paper test test-all lint readme install clean perf anchors
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ leaderboard: $(STAMP)
 	$(BIN)/valbench -m experiment=leaderboard_poison
 	$(BIN)/valbench-report leaderboard multirun/leaderboard multirun/leaderboard_poison -o results/leaderboard
 	$(BIN)/valbench-report html multirun/leaderboard multirun/leaderboard_poison -o multirun/leaderboard/report.html --title "valbench leaderboard"
+
+# The two papers' figures (AME, Lin et al. 2022; final-model-only, Wei et al. 2024): the sweeps
+# conf/experiment/paper_*.yaml under multirun/ (reruns skip finished jobs; `valbench-report paper --plan`
+# prints the jobs and the estimated time), figures and tables under results/paper/ beside the papers'
+# claims (results/paper/summary.md). `valbench-report paper --tiny` runs every figure's code path.
+paper: $(STAMP)
+	$(BIN)/valbench-report paper
 
 # The CI regression check: the ci sweep against the committed baseline (exit 1 on a regression).
 # CHECK_ARGS: e.g. "--sweep-dir DIR" to keep the sweep (.ci/run hands it to the tests).

@@ -31,17 +31,18 @@ from .paper_sweeps import Sweep, SweepState, plan, run_sweeps, sweep_state
 
 TINY_RUNS = Path("multirun/paper_tiny")
 
-# Seconds per job: measured on the shared 2-core machine of the project (load average 3-7 from other
-# jobs) with the full configs; `--plan` sums them, the progress line rescales them as jobs finish.
+# Seconds per job of the full configs, measured on the project's shared 2-core machine at load average
+# 4-6 (other engineers' jobs): one job of each kind timed (the largest budget or T, a whole budget
+# curve), in-process seconds. `--plan` sums them; the progress line rescales them as jobs finish.
 SWEEPS = [
     Sweep(
         "paper_ame_digits",
-        35.0,
+        52.0,
         ("dataset.n_train=64", "budget_c=[1,2]", "method.cv_folds=2", "seed=0"),
     ),
     Sweep(
         "paper_ame_cifar",
-        75.0,
+        40.0,
         (
             "dataset.n_train=40",
             "corruption.count=4",
@@ -53,21 +54,21 @@ SWEEPS = [
     ),
     Sweep(
         "paper_fdr",
-        6.0,
+        7.0,
         ("dataset.n_train=64", "budget_c=[1]", "method.cv_folds=2", "method.fdr=0.1,0.5", "seed=0"),
     ),
-    Sweep("paper_cost", 2.0, ("dataset.n_train=40", "method.budget=80,160", "seed=0")),
-    Sweep("paper_sv_exact", 1.0, ("dataset.n_train=6", "method.budget=50,100", "seed=0")),
-    Sweep("paper_sv_exact_reference", 5.0, ("dataset.n_train=6", "seed=0")),
+    Sweep("paper_cost", 3.3, ("dataset.n_train=40", "method.budget=80,160", "seed=0")),
+    Sweep("paper_sv_exact", 2.0, ("dataset.n_train=6", "method.budget=50,100", "seed=0")),
+    Sweep("paper_sv_exact_reference", 15.0, ("dataset.n_train=6", "seed=0")),
     Sweep(
         "paper_fmo_logreg",
-        14.0,
+        15.0,
         ("dataset.n_train=40", "method.steps=1,3", "method.compare=[grad_dot,grad_cos]", "seed=0"),
     ),
     Sweep("paper_fmo_loo", 2.0, ("dataset.n_train=40", "seed=0")),
     Sweep(
         "paper_fmo_mlp",
-        90.0,
+        65.0,
         (
             "dataset.n_train=40",
             "method.steps=[1,3]",
@@ -198,6 +199,8 @@ def make_figure(figure: Figure, states: dict[str, SweepState], out: Path, tiny: 
     if not any(states[s].paths for s in figure.sweeps):
         reruns = " ".join(f"--only {s}" for s in figure.sweeps)
         why = f"no fresh records; rerun: valbench-report paper{' --tiny' if tiny else ''} {reruns}"
+        for suffix in (".csv", ".md", ".png", ".pdf"):  # never leave an older run's figure
+            (Path(out) / f"{figure.name}{suffix}").unlink(missing_ok=True)
         return {"figure": figure, "state": "missing", "why": why, "paths": []}
     with paper_style():
         fig, table = figure.build(states)
@@ -236,9 +239,16 @@ def _seeds(states: dict[str, SweepState], sweeps) -> str:
     return f"{len(seeds)} seeds, 95% t intervals"
 
 
-def summary_markdown(entries: list[dict], tiny: bool) -> str:
-    """summary.md: per figure its image, what it mirrors, our number and the paper's claim."""
+def summary_markdown(entries: list[dict], tiny: bool, plan: str = "", images: str = "") -> str:
+    """summary.md: per figure its image (at IMAGES/NAME.png), what it mirrors, our number and the
+    paper's claim; then the `plan` table (jobs and estimated time per sweep)."""
     lines = []
+    if all(e["state"] == "missing" for e in entries):
+        lines += [
+            "**The figures have not been generated yet**: `make paper` runs the sweeps below "
+            "(their records go to multirun/; a rerun skips finished jobs) and rewrites this section.",
+            "",
+        ]
     if tiny:
         lines += [
             "**Tiny mode (`--tiny`): a code-path check on toy sizes; these are not results.**",
@@ -251,7 +261,7 @@ def summary_markdown(entries: list[dict], tiny: bool) -> str:
         if entry["state"] == "missing":
             lines += [f"Not generated: {entry['why']}.", ""]
             continue
-        lines.append(f"![{figure.title}]({figure.name}.png)")
+        lines.append(f"![{figure.title}]({images}{figure.name}.png)")
         lines.append("")
         lines.append(
             f"Reproduces {claim.mirrors} ({claim.setting}). Ours: {entry['ours']} "
@@ -260,7 +270,9 @@ def summary_markdown(entries: list[dict], tiny: bool) -> str:
         if entry["state"] == "partial":
             lines += ["", f"**{entry['why']}**"]
         lines.append("")
-    return "\n".join(lines)
+    if plan:
+        lines += ["Sweeps (seconds per job measured on the shared 2-core machine):", "", plan, ""]
+    return "\n".join(lines).rstrip("\n")
 
 
 def make_paper(
@@ -293,6 +305,10 @@ def make_paper(
         for path in entry["paths"]:
             print(f"  {path}")
     Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "summary.md").write_text(summary_markdown(entries, tiny) + "\n")
+    images = "" if Path(out).is_absolute() else f"{Path(out).as_posix()}/"  # from the repo root
+    table, total = plan_markdown(runs, tiny)
+    plan = f"{table}\n\nEstimated {total / 60:.0f} min in all."
+    text = summary_markdown(entries, tiny, plan, images)
+    (Path(out) / "summary.md").write_text(text + "\n")
     print(f"summary -> {Path(out) / 'summary.md'}")
     return entries

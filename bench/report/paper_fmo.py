@@ -45,6 +45,17 @@ def _summarise(rows: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _steps_axis(ax, steps) -> None:
+    """A log x axis ticked at the further-training lengths T that were run."""
+    from matplotlib.ticker import NullLocator
+
+    ticks = sorted({int(t) for t in steps})
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("further-training steps T")
+
+
 def _base_method(label: str) -> str:
     """The method of a compare label: influence(damping=0.1) -> influence (its colour)."""
     return label.split("(", 1)[0]
@@ -70,8 +81,7 @@ def agreement_figure(paths):
                 marker="o",
                 label=label,
             )
-        ax.set_xscale("log")
-        ax.set_xlabel("further-training steps T")
+        _steps_axis(ax, part["steps"])
         ax.set_ylabel("Spearman with further training")
         ax.set_ylim(-0.05, 1.02)
         ax.set_title(model)
@@ -123,8 +133,7 @@ def loo_figure(gold_paths, loo_paths):
         label="further training vs. LOO",
     )
     ax.axhline(1.0, color="0.4", linestyle=":")
-    ax.set_xscale("log")
-    ax.set_xlabel("further-training steps T")
+    _steps_axis(ax, table["steps"])
     ax.set_ylabel("Spearman with leave-one-out")
     ax.set_ylim(-0.05, 1.05)
     ax.set_title("gold standard -> LOO (logreg)")

@@ -127,9 +127,21 @@ def job_records(job: Job, config: DictConfig) -> tuple[list[Path], str]:
             state = "stale"
             continue
         good.append(path)
-    if good and state != "stale":
+    if good and state != "stale" and _curve_finished(good, config):
         state = "fresh"
     return good, state
+
+
+def _curve_finished(paths: list[Path], config: DictConfig) -> bool:
+    """Whether a budget-curve job (records in c=C/ folders) reached its largest c (a killed job
+    leaves its smaller points only); True for a job of one record."""
+    curve = config.get("budget_c")
+    if not curve or not any(p.parent.name.startswith("c=") for p in paths):
+        return True
+    done = [
+        float(p.parent.name.removeprefix("c=")) for p in paths if p.parent.name.startswith("c=")
+    ]
+    return max(done) >= max(float(c) for c in curve) - 1e-9
 
 
 def _clock(seconds: float) -> str:

@@ -82,6 +82,9 @@ def test_missing_and_stale_jobs_are_named_on_the_figure(tiny, capsys):
     record.write_text(json.dumps(data))
     state = sweep_state(BY_NAME["paper_cost"], copy, tiny=True)
     assert (state.missing, state.stale, state.fresh) == (1, 1, state.total - 2)
+    curve = sweep_jobs(BY_NAME["paper_ame_digits"], copy, tiny=True)[0].folder
+    shutil.rmtree(curve / "c=2")  # a budget curve killed before its largest c
+    assert sweep_state(BY_NAME["paper_ame_digits"], copy, tiny=True).missing == 1
     shutil.rmtree(copy / "paper_fdr")  # a figure without any input
     out = copy / "out"
     entries = {e["figure"].name: e for e in make_paper(copy, out, tiny=True, run=False)}
