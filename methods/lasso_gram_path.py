@@ -37,7 +37,8 @@ from .lasso_sets import (
 )
 from .mask_design import MaskDesign
 
-THREADED_FIT = 2**20  # entries of a held-out fit's design from which it runs on several threads
+
+THREADED_FIT = 2**25  # multiply-adds of a held-out product from which it runs on several threads
 
 
 def resident_bytes(p: int, n_problems: int, itemsize: int) -> int:
@@ -69,6 +70,7 @@ class GramPath:
         self.grad = self.c.copy()  # c - H b at the last solution (b = 0 to start)
         self.alpha_last = self.size[:, None] * self.lambdas[:, 0][None, :]  # (K + 1, Q)
         self.sweeps = 0
+        self.pending = []  # fold solutions awaiting their held-out errors (record)
         self.compile_s = warm_up()
 
     def solve(self, grams: np.ndarray, ks: list[int], index: int, live: np.ndarray) -> None:
@@ -97,21 +99,39 @@ class GramPath:
         self.sweeps += int(np.abs(sweeps).sum())
         self.beta[ks_, qs], self.grad[ks_, qs], self.alpha_last[ks_, qs] = b, grad, alpha
 
-    def held_out(self, k: int, fold: MaskDesign, cross: torch.Tensor, live) -> torch.Tensor:
-        """Residuals of fold problem k on its held-out rows h (|h|, Q_live): (I - H_k)(y~ - X b)
-        = y~ - X_h b + B_h (B_T'B_T)^+ (X_T'B_T)' b, with X only at the rows h."""
-        rows, dev = self.problems.rows[k - 1], self.design.device
-        out = self.y[rows, k][:, live].clone()
-        coef = self.beta[k, live].T  # (p, Q_live)
-        nz = np.flatnonzero(coef.any(1))
-        if len(nz):
-            beta = torch.as_tensor(coef[nz], device=dev)
-            shift = cross[torch.as_tensor(nz, device=dev)].T @ beta
-            basis = self.problems.basis[rows] @ (self.problems.gram_pinv[k] @ shift)
-            threads = self.threads if len(nz) * len(rows) >= THREADED_FIT else 1
-            with _threads(threads):  # threads for small products would only synchronise
-                out += basis - fold.matmul_cols(nz, beta)
-        return out
+    def record(self, index: int, ks, live: np.ndarray) -> None:
+        """Keep the fold problems' (k in ks, k > 0) coefficients at lambda `index` for the next
+        held_out_errors."""
+        for k in ks:
+            if k > 0:
+                self.pending.append((index, k, live.copy(), self.beta[k, live].copy()))
+
+    def held_out_errors(self, folds: dict, crosses, errors: np.ndarray) -> None:
+        """The recorded fold solutions' squared held-out residuals into errors (Q, m, L): per fold
+        problem k, one product of its held-out rows' design folds[k] with the union of the
+        nonzero columns of its recorded coefficients (a block of lambdas in one pass). On the rows
+        h held out by problem k, (I - H_k)(y~ - X b) = y~_h - X_h b + B_h (B_T'B_T)^+ (X_T'B_T)' b;
+        crosses[k] = X_T'B_T."""
+        dev = self.design.device
+        for k in sorted({item[1] for item in self.pending}):
+            items = [item for item in self.pending if item[1] == k]
+            coefs = np.concatenate([coef for *_, coef in items]).T  # (p, n)
+            nz = np.flatnonzero(coefs.any(1))
+            rows = self.problems.rows[k - 1]
+            beta = torch.as_tensor(coefs[nz], device=dev)
+            cols = torch.as_tensor(nz, device=dev)
+            shift = self.problems.gram_pinv[k] @ (crosses[k][cols].T @ beta)
+            threads = self.threads if len(nz) * len(rows) * len(coefs.T) >= THREADED_FIT else 1
+            with _threads(threads):  # threads on small products would only synchronise
+                fits = folds[k].matmul_cols(nz, beta) if len(nz) else 0.0
+            fits = self.problems.basis[rows] @ shift - fits
+            start, rows_np = 0, rows.cpu().numpy()
+            for index, _, live, _ in items:
+                part = slice(start, start + len(live))
+                start += len(live)
+                resid = self.y[rows, k][:, live] + fits[:, part]
+                errors[live[:, None], rows_np[None, :], index] = (resid**2).T.cpu().numpy()
+        self.pending = []
 
     def full_fit(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nonzero coefficients of the full fits: (col, q) pairs and values."""
@@ -140,21 +160,21 @@ def gram_cv_path(design, y, problems, rule, n_lambdas, resident, threads, bar) -
     if resident:
         with _threads(threads):
             grams, cross = problem_grams(design, problems)
-        folds = [design.row_subset(rows) for rows in problems.rows]
+        folds = {k + 1: design.row_subset(rows) for k, rows in enumerate(problems.rows)}
         history, live = {}, np.arange(n_queries)
         for index in range(n_lambdas):
             path.solve(grams, list(range(k1)), index, live)
-            squared = torch.empty((m, len(live)), dtype=torch.float64, device=design.device)
-            for k in range(1, k1):
-                squared[problems.rows[k - 1]] = path.held_out(k, folds[k - 1], cross[k], live) ** 2
-            errors[live, :, index] = squared.T.cpu().numpy()
+            path.record(index, range(1, k1), live)
             history[index] = path.full_fit(live)
             reached[live] = index + 1
             bar.update()
-            done = early_stop(errors, live, index)
-            if done.all():
-                break
-            live = live[~done]
+            if (index + 1) % BLOCK == 0:
+                path.held_out_errors(folds, cross, errors)
+                done = early_stop(errors, live, index)
+                if done.all():
+                    break
+                live = live[~done]
+        path.held_out_errors(folds, cross, errors)
         chosen = np.array([choose(errors[q, :, : reached[q]], rule) for q in range(n_queries)])
         for q in range(n_queries):
             where, values = history[chosen[q]]
@@ -188,8 +208,9 @@ def _one_problem_at_a_time(path, design, problems, errors, rule, bar):
             fold, grams = design.row_subset(rows), gram.cpu().numpy()[None]
             for index in range(n_lambdas):
                 path.solve(grams, [k], index, every)
-                resid = path.held_out(k, fold, cross, every)
-                errors[:, rows.cpu().numpy(), index] = (resid**2).T.cpu().numpy()
+                path.record(index, [k], every)
+                if (index + 1) % BLOCK == 0 or index == n_lambdas - 1:
+                    path.held_out_errors({k: fold}, {k: cross}, errors)
                 bar.update(1 / len(problems.rows))
             del fold, grams
     reached = np.full(n_queries, n_lambdas)
