@@ -41,7 +41,7 @@ from .base import BaseMethod
 from .checks import check_budget, check_players
 from .knockoffs import KNOCKOFFS, knockoff_select
 from .lasso import RULES, lasso_cv
-from .lasso_path import lasso_cv_path
+from .lasso_path import lasso_cv_path, plan_schedule
 from .mask_design import MaskDesign
 from .queries import as_columns, per_query
 from .sampling import bernoulli_masks, rng_for
@@ -150,6 +150,8 @@ def fit_ame(
     method: str,
     select: str = "helpful",
     solver: str = "path",
+    memory_mb: float = 1536,
+    schedule: str = "auto",
 ) -> Valuation:
     """Sample, evaluate, regress: the estimator described in the module docstring. A game with
     `train = False` (a store of sharded evaluations) answers only some samples: the others are left
@@ -158,6 +160,12 @@ def fit_ame(
     check_settings(cv_folds, cv_rule, knockoffs, fdr, select, method, solver)
     n = check_players(game, 1, method)
     m = check_budget(budget, MIN_SAMPLES_PER_FOLD * cv_folds, method)
+    if solver == "path":  # the path's memory, before any training
+        width = n * (1 if knockoffs == "none" else 2)
+        try:
+            plan_schedule(schedule, m, width, cv_folds, _placement(m, width)["dtype"], memory_mb)
+        except ValueError as err:
+            raise ValueError(f"{method}: {err}") from None
     with Stopwatch() as t:
         p, masks = draw_samples(design, seed, m, n)
         fakes = None if knockoffs == "none" else bernoulli_masks(rng_for(seed, 2), p, n)
@@ -170,7 +178,7 @@ def fit_ame(
         with Stopwatch() as t_fit:
             fit, col_sq, device = _regress(
                 design, p, parts, as_columns(raw), seed, cv_folds, cv_rule, solver,
-                getattr(game, "progress", False),
+                getattr(game, "progress", False), memory_mb, schedule,
             )  # fmt: skip
             values = design.scale * fit.coef[:, :n]
             stderr = design.scale * np.sqrt(fit.cv_error[:, None] / col_sq[None, :])
@@ -224,7 +232,7 @@ def _stored_only(game, p, masks, fakes, cv_folds: int, method: str):
     return p[keep], masks[keep], None if fakes is None else fakes[keep]
 
 
-def _regress(design, p, parts, y, seed, cv_folds, cv_rule, solver, progress):
+def _regress(design, p, parts, y, seed, cv_folds, cv_rule, solver, progress, memory_mb, schedule):
     """The LASSO-CV fit of y on the design's features of the masks `parts` ([masks] or [masks,
     knockoff masks]; emptied once the design holds them): by the batched path on the implicit
     design (solver 'path'), or by scikit-learn on the dense design ('reference', for small problems
@@ -238,7 +246,10 @@ def _regress(design, p, parts, y, seed, cv_folds, cv_rule, solver, progress):
     width = sum(part.shape[1] for part in parts)
     x = MaskDesign(parts, *design.coding(p), **_placement(m, width))
     parts.clear()
-    fit = lasso_cv_path(x, y, design.basis(p), folds, cv_rule, progress=progress)
+    fit = lasso_cv_path(
+        x, y, design.basis(p), folds, cv_rule, progress=progress, memory_mb=memory_mb,
+        schedule=schedule,
+    )  # fmt: skip
     return fit, x.squared_norms()[:n].cpu().numpy(), str(x.device)
 
 
@@ -295,6 +306,8 @@ class _RandomizedExperiment(BaseMethod, ABC):
             self.name,
             self.side(problem),
             self.solver,
+            self.memory_mb,
+            self.schedule,
         )
 
 
@@ -302,7 +315,8 @@ class AME(_RandomizedExperiment):
     """AME-LASSO over P = uniform on `p_grid`, or Uniform[lo, hi] when `p_range` is set (it then
     replaces the grid). `knockoffs` ('none' | 'knockoff' | 'knockoff+') adds a selection at FDR `fdr`
     of the points on side `select` ('helpful' | 'harmful' | 'auto'). `solver` 'path' (methods/lasso_path.py)
-    or 'reference' (scikit-learn on the dense design). `cv_rule` '1se' is this project's
+    or 'reference' (scikit-learn on the dense design); the path's `schedule` ('auto' | 'resident' |
+    'sequential' | 'sets', methods/lasso_path.py) within `memory_mb`. `cv_rule` '1se' is this project's
     paired-difference one-standard-error rule (methods/lasso.py), not glmnet's spread of fold means.
     Minimum budget: 10 * cv_folds evaluations."""
 
@@ -317,10 +331,13 @@ class AME(_RandomizedExperiment):
         fdr: float = 0.1,
         select: str = "auto",
         solver: str = "path",
+        memory_mb: float = 1536,
+        schedule: str = "auto",
     ) -> None:
         self.budget, self.p_grid, self.p_range = budget, p_grid, p_range
         self.cv_folds, self.cv_rule, self.knockoffs, self.fdr = cv_folds, cv_rule, knockoffs, fdr
         self.select, self.solver = select, solver
+        self.memory_mb, self.schedule = memory_mb, schedule
 
     def design(self):
         if self.p_range is not None:
@@ -352,10 +369,13 @@ class AMESV(_RandomizedExperiment):
         fdr: float = 0.1,
         select: str = "auto",
         solver: str = "path",
+        memory_mb: float = 1536,
+        schedule: str = "auto",
     ) -> None:
         self.budget, self.eps = budget, eps
         self.cv_folds, self.cv_rule, self.knockoffs, self.fdr = cv_folds, cv_rule, knockoffs, fdr
         self.select, self.solver = select, solver
+        self.memory_mb, self.schedule = memory_mb, schedule
 
     def design(self) -> ShapleyDesign:
         if not (isinstance(self.eps, (int, float)) and 0 < self.eps < 0.5):

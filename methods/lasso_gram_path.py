@@ -37,7 +37,6 @@ from .lasso_sets import (
 )
 from .mask_design import MaskDesign
 
-
 THREADED_FIT = 2**25  # multiply-adds of a held-out product from which it runs on several threads
 
 

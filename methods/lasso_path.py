@@ -366,14 +366,11 @@ def lasso_cv_path(
     K-fold CV (`folds`: each sample's fold id) and `rule`: what methods/lasso.lasso_cv returns.
     `schedule`: 'resident' (every problem's Gram at once, methods/lasso_gram_path.py),
     'sequential' (two Grams at a time), 'sets' (working sets), or 'auto': the first of these
-    whose Grams fit `memory_mb`."""
+    that fits `memory_mb` (plan_schedule)."""
     if rule not in RULES:
         raise ValueError(f"cv_rule must be one of {RULES}, got {rule!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if schedule == "auto":
-        itemsize = torch.finfo(design.dtype).bits // 8
-        schedule = choose_schedule(design.p, len(np.unique(folds)) + 1, itemsize, memory_mb)
+    n_folds = len(np.unique(folds))
+    schedule = plan_schedule(schedule, design.m, design.p, n_folds, design.dtype, memory_mb)
     threads = torch.get_num_threads()
     if schedule != "sets":
         dev = design.device
@@ -395,14 +392,40 @@ def lasso_cv_path(
         )
 
 
-def choose_schedule(p: int, n_problems: int, itemsize: int, memory_mb: float) -> str:
-    """The LASSO path's schedule for p columns, n_problems = K + 1 and Grams of `itemsize` bytes
-    an entry: every problem's Gram at once where they fit memory_mb, else two Grams at a time,
-    else working sets."""
-    memory = memory_mb * 2**20
-    if resident_bytes(p, n_problems, itemsize) <= memory:
-        return "resident"
-    return "sequential" if sequential_bytes(p, itemsize) <= memory else "sets"
+def schedule_bytes(schedule: str, m: int, p: int, n_folds: int, dtype: torch.dtype) -> int:
+    """Bytes a Gram schedule holds beyond the design: the Grams (in the design's dtype) and the
+    folds' copies of the design for the held-out fits (every fold's, or one at a time);
+    working sets ('sets') adapt to the budget."""
+    itemsize = torch.finfo(dtype).bits // 8
+    fold = MaskDesign.stored_bytes(-(-m // n_folds), p, dtype)
+    if schedule == "resident":
+        return resident_bytes(p, n_folds + 1, itemsize) + n_folds * fold
+    return sequential_bytes(p, itemsize) + fold if schedule == "sequential" else 0
+
+
+def plan_schedule(
+    schedule: str, m: int, p: int, n_folds: int, dtype: torch.dtype, memory_mb: float
+) -> str:
+    """The schedule the path runs for m samples, p columns and n_folds folds: 'auto' takes every
+    problem's Gram at once where that fits memory_mb, else two Grams at a time, else working
+    sets; a Gram schedule asked for by name must fit. Checked before any training."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"lasso schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if isinstance(memory_mb, bool) or not isinstance(memory_mb, (int, float)) or memory_mb <= 0:
+        raise ValueError(f"memory_mb must be a positive number of MB, got {memory_mb!r}")
+    if schedule != "auto":
+        need = schedule_bytes(schedule, m, p, n_folds, dtype) / 2**20
+        if need > memory_mb:
+            raise ValueError(
+                f"the lasso path's {schedule!r} schedule needs {need:,.0f} MB for {m} samples x "
+                f"{p} columns ({n_folds} folds), over memory_mb={memory_mb:g}: raise memory_mb to "
+                f"at least {need:,.0f}, or set the schedule to 'auto' (it picks what fits)"
+            )
+        return schedule
+    for name in ("resident", "sequential"):
+        if schedule_bytes(name, m, p, n_folds, dtype) <= memory_mb * 2**20:
+            return name
+    return "sets"
 
 
 def _bar(progress: bool, n_lambdas: int):

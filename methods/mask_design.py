@@ -25,6 +25,7 @@ from functools import cache
 import numpy as np
 import torch
 
+CACHE_MB = 128  # a design (or a row subset) of at most this many MB of features keeps them
 THIN = 8  # columns of beta up to which products with the design are formed as (beta' X')'
 DIGITS = 2  # int8 digits of the fast X' r: about 14 bits of the residuals, the rest in the bound
 
@@ -66,7 +67,7 @@ class MaskDesign:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float64,
         block_mb: float = 64,
-        cache_mb: float = 128,
+        cache_mb: float = CACHE_MB,
         int8: bool | None = None,
     ) -> None:
         self.m = len(a)
@@ -154,6 +155,13 @@ class MaskDesign:
     def _fits_cache(self, m: int) -> bool:
         """Whether m rows of features in dtype fit `cache_mb`."""
         return m * self.p * torch.finfo(self.dtype).bits // 8 <= self.cache_bytes
+
+    @staticmethod
+    def stored_bytes(m: int, p: int, dtype: torch.dtype, cache_mb: float = CACHE_MB) -> int:
+        """Bytes a design (or row subset) of m rows and p columns holds: its features in dtype
+        where they fit cache_mb, else its 0/1 bits, one byte each."""
+        features = m * p * torch.finfo(dtype).bits // 8
+        return features if features <= cache_mb * 2**20 else m * p
 
     def row_subset(self, rows: torch.Tensor) -> MaskDesign:
         """The design of the samples `rows` only: a copy of their features when those fit

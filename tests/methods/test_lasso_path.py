@@ -59,13 +59,16 @@ def test_compiled_gram_path_equals_the_reference(name, rule, knockoffs, schedule
 
 
 def test_auto_schedule_follows_the_memory_budget():
-    """Resident Grams where (K + 1) p^2 float64 fit memory_mb, two at a time where 2 p^2 do,
-    working sets below that (p = 120: 0.66 MB and 0.22 MB)."""
+    """Resident Grams where (K + 1) p^2 float64 and the folds' copies of the design fit memory_mb
+    (p = 120, m = 400: 1.03 MB), two Grams and one fold where those do (0.29 MB), working sets
+    below that; a Gram schedule asked for by name that does not fit is refused with what it needs."""
     game = games.random_pairwise(60, n_pairs=40, seed=2)
-    for memory_mb, schedule in [(1, "resident"), (0.4, "sequential"), (0.1, "sets")]:
+    for memory_mb, schedule in [(1.1, "resident"), (0.5, "sequential"), (0.2, "sets")]:
         reference, path = both_fits(DESIGNS["grid"], game, 400, 1, True, "1se", memory_mb=memory_mb)
         assert path.info["schedule"] == schedule
         np.testing.assert_allclose(path.lam, reference.lam, rtol=1e-9)
+    with pytest.raises(ValueError, match=r"'resident' schedule needs 1 MB .* memory_mb=0.5"):
+        both_fits(DESIGNS["grid"], game, 400, 1, True, "1se", memory_mb=0.5, schedule="resident")
 
 
 def test_compiled_kernel_equals_scikit_learn_coordinate_descent():
@@ -245,6 +248,12 @@ def test_bad_inputs_get_clear_errors_before_any_fit(recording):
         AME(select="bad").value(game, seed=0)
     with pytest.raises(ValueError, match="solver must be one of"):
         AME(solver="bad").value(game, seed=0)
+    with pytest.raises(ValueError, match=r"ame: the lasso path's 'resident' schedule needs .* MB"):
+        AME(budget=600, schedule="resident", memory_mb=0.01).value(game, seed=0)
+    with pytest.raises(ValueError, match="memory_mb must be a positive number of MB, got -1"):
+        AME(memory_mb=-1).value(game, seed=0)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        AME(schedule="fast").value(game, seed=0)
     assert game.masks == []
 
 
