@@ -17,6 +17,8 @@ paper_fmo.py; the papers' claims and our numbers: paper_claims.py.
 
 from __future__ import annotations
 
+import json
+import os
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ from .paper_claims import CLAIMS
 from .paper_sweeps import Sweep, SweepState, plan, run_sweeps, sweep_state
 
 TINY_RUNS = Path("multirun/paper_tiny")
+RUN_FILE = "run.json"
+DOCS = "docs"  # the page that shows OUT/summary.md: docs/paper.md
 
 # Seconds per job of the full configs, measured on the project's shared 2-core machine at load average
 # 4-6 (other engineers' jobs): one job of each kind timed (the largest budget or T, a whole budget
@@ -197,7 +201,7 @@ def make_figure(figure: Figure, states: dict[str, SweepState], out: Path, tiny: 
     notes = [states[s].note(tiny) for s in figure.sweeps if not states[s].complete]
     claim = CLAIMS[figure.name]
     if not any(states[s].paths for s in figure.sweeps):
-        reruns = " ".join(f"--only {s}" for s in figure.sweeps)
+        reruns = f"--only {','.join(figure.sweeps)}"
         why = f"no fresh records; rerun: valbench-report paper{' --tiny' if tiny else ''} {reruns}"
         for suffix in (".csv", ".md", ".png", ".pdf"):  # never leave an older run's figure
             (Path(out) / f"{figure.name}{suffix}").unlink(missing_ok=True)
@@ -230,13 +234,25 @@ def make_figure(figure: Figure, states: dict[str, SweepState], out: Path, tiny: 
 
 
 def _seeds(states: dict[str, SweepState], sweeps) -> str:
-    import json
-
     seeds = set()
     for name in sweeps:
         for path in states[name].paths:
             seeds.add(json.loads(Path(path).read_text()).get("seed"))
     return f"{len(seeds)} seeds, 95% t intervals"
+
+
+def _last_run(path: Path) -> str:
+    """The measured wall time of the last run that trained something (OUT/run.json)."""
+    if not path.is_file():
+        return "Measured: no run yet."
+    run = json.loads(path.read_text())
+    every = len(run["sweeps"]) == len(SWEEPS)
+    which = "every sweep" if every else "the sweeps " + ", ".join(run["sweeps"])
+    return (
+        f"Measured: the last run of {which} took {run['seconds'] / 60:.1f} min wall, "
+        f"{run['ran']} jobs run and {run['skipped']} skipped as finished "
+        f"(load average {run['load'][0]:.1f} at the start, {run['load'][1]:.1f} at the end)."
+    )
 
 
 def summary_markdown(entries: list[dict], tiny: bool, plan: str = "", images: str = "") -> str:
@@ -287,12 +303,16 @@ def make_paper(
         )
     if run:
         chosen = [s for s in SWEEPS if not only or s.name in only]
-        failed = run_sweeps(chosen, runs, tiny, stream)
-        for name, count in failed.items():
+        report = run_sweeps(chosen, runs, tiny, stream)
+        for name, count in report["failed"].items():
             if count:
                 print(
                     f"paper: {count} job(s) of {name} failed (see its records under {runs / name})"
                 )
+        if report["ran"]:  # the run's measured time, shown in summary.md
+            report["sweeps"] = [s.name for s in chosen]
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / RUN_FILE).write_text(json.dumps(report, indent=1) + "\n")
     states = {s.name: sweep_state(s, runs, tiny) for s in SWEEPS}
     entries = []
     for figure in FIGURES:
@@ -305,9 +325,10 @@ def make_paper(
         for path in entry["paths"]:
             print(f"  {path}")
     Path(out).mkdir(parents=True, exist_ok=True)
-    images = "" if Path(out).is_absolute() else f"{Path(out).as_posix()}/"  # from the repo root
+    # summary.md is shown in docs/paper.md (valbench-report readme): images relative to docs/
+    images = "" if Path(out).is_absolute() else f"{os.path.relpath(out, DOCS)}/"
     table, total = plan_markdown(runs, tiny)
-    plan = f"{table}\n\nEstimated {total / 60:.0f} min in all."
+    plan = f"{table}\n\nEstimated {total / 60:.0f} min in all. {_last_run(Path(out) / RUN_FILE)}"
     text = summary_markdown(entries, tiny, plan, images)
     (Path(out) / "summary.md").write_text(text + "\n")
     print(f"summary -> {Path(out) / 'summary.md'}")

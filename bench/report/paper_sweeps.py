@@ -15,6 +15,7 @@ import copy
 import functools
 import itertools
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -187,12 +188,13 @@ def plan(sweeps: list[Sweep], runs: Path, tiny: bool = False) -> list[tuple[Swee
 
 def run_sweeps(sweeps: list[Sweep], runs: Path, tiny: bool = False, stream=None) -> dict:
     """Run every missing or stale job of `sweeps` (fresh ones are skipped), one progress line per
-    job; returns {sweep name: number of jobs that failed}."""
+    job; returns `failed` ({sweep name: jobs that failed}), jobs `ran` and `skipped`, wall `seconds`
+    and the 1-minute load average at the start and the end (`load`)."""
     from ..runner import run_job
 
     planned = plan(sweeps, runs, tiny)
     progress = Progress([s.seconds for s, jobs in planned for _ in jobs], stream)
-    failed = {}
+    failed, ran, load = {}, 0, [os.getloadavg()[0]]
     for sweep, jobs in planned:
         failed[sweep.name] = 0
         for job in jobs:
@@ -201,7 +203,7 @@ def run_sweeps(sweeps: list[Sweep], runs: Path, tiny: bool = False, stream=None)
             if job_records(job, config)[1] == "fresh":
                 progress.update(label + " (done before)", None)
                 continue
-            t0 = time.perf_counter()
+            t0, ran = time.perf_counter(), ran + 1
             method = _method_name(job, sweep)
             record = run_job(config, job.folder, method, raise_errors=False)
             if record.get("status") == "error":
@@ -210,7 +212,15 @@ def run_sweeps(sweeps: list[Sweep], runs: Path, tiny: bool = False, stream=None)
             progress.update(label, time.perf_counter() - t0)
     if getattr(progress.stream, "isatty", lambda: False)():
         print(file=progress.stream)
-    return failed
+    seconds = time.perf_counter() - progress.t0
+    load.append(os.getloadavg()[0])
+    return {
+        "failed": failed,
+        "ran": ran,
+        "skipped": progress.done - ran,
+        "seconds": seconds,
+        "load": load,
+    }
 
 
 def _method_name(job: Job, sweep: Sweep) -> str:

@@ -38,6 +38,7 @@ def test_tiny_mode_draws_every_figure_with_its_files(tiny):
     summary = (out / "summary.md").read_text()
     assert "Tiny mode" in summary and "not results" in summary
     assert summary.count("Ours: ") == len(FIGURES) and summary.count("Paper: ") == len(FIGURES)
+    assert "Measured: the last run of every sweep took" in summary  # out/run.json
     # one progress line per job: done of total and the time left
     total = sum(len(sweep_jobs(s, runs, tiny=True)) for s in SWEEPS)
     assert f"[paper] {total}/{total} jobs" in progress and "left" in progress
