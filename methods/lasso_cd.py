@@ -34,6 +34,11 @@ except ImportError as err:  # a required dependency: an install that lacks it is
         "valbench's LASSO path needs numba (a required dependency): pip install 'numba>=0.68'"
     ) from err
 
+# numba's workqueue threads sleep between launches; OpenMP's spin for a while after each one, and on
+# a 2-core machine the spinning thread took the core from the torch product that followed (0.26 s
+# for a 10 x 200 one after the first threaded batch)
+numba.config.THREADING_LAYER = "workqueue"
+
 
 @numba.njit(cache=True, nogil=True)
 def _row_axpy(g, step, h, j):

@@ -70,7 +70,7 @@ class GramPath:
         self.alpha_last = self.size[:, None] * self.lambdas[:, 0][None, :]  # (K + 1, Q)
         self.sweeps = 0
         self.pending = []  # fold solutions awaiting their held-out errors (record)
-        self.compile_s = warm_up()
+        self.compile_s = warm_up()  # in this process; outside AME's seconds (fit_ame)
 
     def solve(self, grams: np.ndarray, ks: list[int], index: int, live: np.ndarray) -> None:
         """Problems ks (problem k on grams[i] for k = ks[i]) for the responses `live` at lambda

@@ -5,32 +5,33 @@ scikit-learn reference the tests compare this solver against): for response q an
 
     min_b 1/(2|T|) ||(I - H_T)(y_q - X b)||^2 + lambda ||b||_1,
 
-H_T the projection on the unpenalised basis B fitted on T (Frisch-Waugh-Lovell). What differs is how:
+H_T the projection on the unpenalised basis B fitted on T (Frisch-Waugh-Lovell). X is never formed
+(methods/mask_design.py). The residualisation is a rank-G correction applied to vectors,
+(I - H_T) v = v - B (B_T'B_T)^+ B_T' v_T, fitted on T and applied to every row, which is also how
+held-out rows are predicted; on Gram matrices it subtracts P (B_T'B_T)^+ P', P = X_T'B_T.
 
-- X is never formed (methods/mask_design.py). The residualisation is a rank-G correction applied to
-  vectors, (I - H_T) v = v - B (B_T'B_T)^+ B_T' v_T, fitted on T and applied to every row, which is
-  also how held-out rows are predicted; on Gram matrices it subtracts P (B_T'B_T)^+ P', P = X_T'B_T.
-- The full fit and the K fold fits of all Q responses, R = (K + 1) Q problems, share every product
-  with the whole design: the residuals of all of them go through one X' r, (p x m) @ (m x R), a
-  bounded product (MaskDesign.rmatmul_bounded: float32 on a cached float64 design, int8 digits on
-  the bits where those pay) whose near-threshold columns are re-checked exactly.
-- Working sets (the KKT-checked active-set strategy of glmnet; Tibshirani et al. 2012): each problem
-  keeps its own set W of columns with their Gram X~_W' X~_W (methods/lasso_sets.py: looked up in
-  every problem's full Gram when those fit `memory_mb`, else computed from the bits as columns
-  join). At each lambda the columns of the sequential strong rule join W, each problem is solved on
-  W by scikit-learn's coordinate descent on the Gram (the reference's own solver), and the KKT
-  conditions of every column are checked; violators join W and only their problems are solved
-  again. Zero columns far from entering leave W. The work per lambda is the active sets' plus one
-  full gradient (c - H b from the full Grams when that is cheaper). Each solve starts on the
-  path's secant through the last two solutions.
-- When the working sets' Grams outgrow `memory_mb`, the sets are cut to their active columns, once;
-  when they outgrow it again, or the active sets alone do (dense solutions: many small effects), a
-  small design switches to FISTA over every column (methods/lasso_dense.py), each iteration two
-  products with X batched over the problems; a large one stops the path there, as glmnet's pmax
-  does, with a warning, and lambda is chosen among those reached.
+Three schedules (plan_schedule picks the first that fits `memory_mb`, before any training):
 
-Runs on torch: CUDA when asked, the CPU otherwise; products with the design in its `dtype` (float32
-for large designs: exact for the masks), Grams, coefficients and errors in float64.
+- resident / sequential: every problem's whole Gram, all at once or two at a time, solved by the
+  compiled coordinate descent of methods/lasso_cd.py (methods/lasso_gram_path.py).
+- sets (here), for designs whose Grams do not fit: working sets (the KKT-checked active-set
+  strategy of glmnet; Tibshirani et al. 2012). Each problem keeps its own set W of columns with
+  their Gram X~_W' X~_W, computed from the design as columns join (methods/lasso_sets.py). At
+  each lambda the columns of the sequential strong rule join W, each problem is solved on W by
+  scikit-learn's coordinate descent on the Gram (the reference's own solver), and the KKT
+  conditions of every column are checked through one X' r of all R = (K + 1) Q problems'
+  residuals, (p x m) @ (m x R), a bounded product (MaskDesign.rmatmul_bounded: float32 on a
+  cached float64 design, int8 digits on the bits where those pay) whose near-threshold columns
+  are re-checked exactly; violators join W and only their problems are solved again. Zero
+  columns far from entering leave W. Each solve starts on the path's secant through the last two
+  solutions. When the working sets' Grams outgrow `memory_mb`, the sets are cut to their active
+  columns, once; when they outgrow it again, or the active sets alone do (dense solutions), a
+  small design switches to FISTA over every column (methods/lasso_dense.py); a large one stops
+  the path there, as glmnet's pmax does, with a warning, and lambda is chosen among those reached.
+
+Runs on torch: CUDA when asked, the CPU otherwise (the compiled kernel on the CPU); products with
+the design in its `dtype` (float32 for large designs: exact for the masks), coefficients and
+errors in float64.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ from .lasso_dense import DensePath
 from .lasso_gram_path import gram_cv_path, resident_bytes, sequential_bytes
 from .lasso_sets import (
     DesignGrams,
-    FullGrams,
     Problems,
     WorkingSet,
     _threads,
@@ -108,30 +108,15 @@ class _Path:
         self.inside = np.zeros((design.p, k1, n_queries), dtype=bool)  # column in working set
         self.live = np.arange(n_queries)
         self.slot = {q: q for q in range(n_queries)}  # each live response's place in `live`
-        self.full_gram = FullGrams.bytes_needed(design.p, k1) <= self.memory
-        if self.full_gram:
-            with _threads(threads):
-                self.grams = FullGrams(design, problems, self.c_np)
-        else:
-            self.grams = DesignGrams(design, problems, self.c_np, threads)
+        self.grams = DesignGrams(design, problems, self.c_np, threads)
         self.pruned = False  # the working sets were cut to their active columns at the budget
         self.dense = None  # DensePath once every column is in
         self.pool = pool if threads > 1 else None  # for the working sets' solves
 
-    def _gradient(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+    def _gradient(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """X~' r of every live problem (p, K + 1, Q_live), a bound on each problem's error
-        (K + 1, Q_live) and the residuals when they were formed (m, K + 1, Q_live). With full
-        Grams and few active columns per sample, c - H b (exact); otherwise from the residuals,
-        one bounded product with the design (MaskDesign.rmatmul_bounded), which also gives the CV
-        errors. A cached design smaller than the Grams takes the residuals' route too: one dense
-        product reads less memory than gathering Gram rows (poison_digits: 3.8 -> 3.2 s)."""
-        design = self.design
-        cached_and_smaller = design.cache is not None and len(self.sets) * design.p > design.m
-        if self.full_gram and not cached_and_smaller:
-            cols, coef = self._stack()
-            active = int(coef.any(2).sum())  # sum over problems k of their active columns
-            if active * len(self.live) <= design.m * len(self._live_sets()):
-                return (*self.grams.gradient(self.live, cols, coef), None)
+        (K + 1, Q_live) and the residuals (m, K + 1, Q_live), which also give the CV errors: one
+        bounded product with the design (MaskDesign.rmatmul_bounded)."""
         resid = self.problems.resid(self.y[..., self.live] - self._fits())
         train = self.problems.w.T[:, :, None] * resid
         with _threads(self.threads):
@@ -183,8 +168,7 @@ class _Path:
     # ----- working sets -----
     def _extend(self, add: np.ndarray) -> dict:
         """Mark as joining each live problem's set the columns marked in `add` (p, K + 1, Q_live);
-        returns the columns joining each problem (k, q). Full-Gram lookups happen in the
-        problem's own solve (_solve_sets, on its threads); Grams from the design, here."""
+        returns the columns joining each problem (k, q), their Grams formed from the design."""
         k, j, cols = np.nonzero(add.transpose(1, 2, 0))  # grouped by problem, columns sorted
         if not len(cols):
             return {}
@@ -194,8 +178,7 @@ class _Path:
             k[np.r_[0, cuts]], j[np.r_[0, cuts]], np.split(cols, cuts), strict=True
         ):
             q = int(self.live[jj])
-            if not self.full_gram:  # products on the path's threads: not from a worker
-                self.grams.extend(self.sets[kk][q], new)
+            self.grams.extend(self.sets[kk][q], new)
             self.inside[new, kk, q] = True
             joining[int(kk), q] = new
         return joining
@@ -208,8 +191,6 @@ class _Path:
     def _gram_bytes(self, add: np.ndarray | None = None) -> int:
         """Bytes of the working sets' Grams, once the columns marked in `add` (p, K + 1, Q_live)
         have joined them (checked before they are built: the budget bounds the peak)."""
-        if self.full_gram:
-            return 0
         size = np.array([len(ws.cols) for ws in self._live_sets()])  # k-major, as add.sum(0)
         if add is not None:
             size = size + add.sum(0).ravel()
@@ -259,7 +240,7 @@ class _Path:
                 self._go_dense()
                 return self.dense.solve(index, self.live)
             joining = self._extend(add)
-            self._solve_sets(sorted(dirty | set(joining)), alpha, joining)
+            self._solve_sets(sorted(dirty | set(joining)), alpha)
             grad, bound, resid = self._gradient()
             add = self._violators(grad, bound, alpha, resid)
             if not add.any():
@@ -267,37 +248,14 @@ class _Path:
             dirty = set()
         self.grad, self.alpha_last = grad, alpha
         self._prune(alpha)
-        return self._held_out_residuals() if resid is None else resid
+        return resid
 
-    def _held_out_residuals(self) -> torch.Tensor:
-        """With full Grams, the residuals the CV errors read: each sample's in the problem that
-        holds it out (the others left 0), (m, K + 1, Q_live). For problem k and held-out rows h,
-        (I - H_k)(y~ - X b) = y~ - X b + B (B_T'B_T)^+ (X_T'B_T)' b needs X only at the rows h."""
-        cols, coef = self._stack()
-        out = torch.zeros(self.y[..., self.live].shape, dtype=torch.float64, device=self.dev)
-        for k in range(1, len(self.sets)):
-            rows = self.problems.rows[k - 1]
-            nz = np.flatnonzero(coef[:, k].any(1))
-            out[rows, k] = self.y[rows, k][:, self.live]
-            if len(nz):
-                beta = torch.as_tensor(coef[nz, k], device=self.dev)
-                fit = self.grams.folds[k - 1].matmul_cols(cols[nz], beta)
-                shift = self.grams.cross[k][torch.as_tensor(cols[nz])].T @ beta
-                out[rows, k] += (
-                    self.problems.basis[rows] @ (self.problems.gram_pinv[k] @ shift) - fit
-                )
-        return out
-
-    def _solve_sets(self, problems: list, alpha: np.ndarray, joining: dict) -> None:
-        """Coordinate descent on each problem (k, q) in `problems`, after its full-Gram lookups
-        for the columns `joining` it, on the path's threads once the sets are large enough to
-        repay them (the solver and numpy's copies release the GIL)."""
+    def _solve_sets(self, problems: list, alpha: np.ndarray) -> None:
+        """Coordinate descent on each problem (k, q) in `problems`, on the path's threads once the
+        sets are large enough to repay them (the solver releases the GIL)."""
 
         def job(k, q):
-            ws = self.sets[k][q]
-            if self.full_gram and (k, q) in joining:
-                self.grams.extend(ws, joining[k, q])
-            ws.solve(alpha[k, self.slot[q]], self.y_train[k][q])
+            self.sets[k][q].solve(alpha[k, self.slot[q]], self.y_train[k][q])
 
         sizes = [len(self.sets[k][q].cols) for k, q in problems]
         if self.pool is not None and np.mean(sizes) >= THREADED_SETS:
@@ -310,8 +268,6 @@ class _Path:
         """Drop from each working set the zero coefficients whose gradient is below PRUNE x lambda
         (far from entering): the sets follow the active sets down the path instead of growing."""
         for ws in self._live_sets():
-            if len(ws.cols) == self.design.p:  # every column (full Grams): nothing to drop
-                continue
             j = self.slot[ws.q]
             g = self.grad[ws.cols, ws.k, j]
             self._keep(ws, (ws.beta != 0) | (np.abs(g) >= PRUNE * alpha[ws.k, j]))
@@ -462,8 +418,7 @@ def _cv_path(
                 stacklevel=3,
             )
             break
-        if not path.full_gram:  # working-set Grams come and go at growing sizes
-            _release_free_memory()
+        _release_free_memory()  # working-set Grams come and go at growing sizes
         errors[path.live, :, index] = (resid[held_out] ** 2).T.cpu().numpy()
         history[index] = path.full_fit()
         reached[path.live] = index + 1

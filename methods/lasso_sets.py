@@ -1,11 +1,9 @@
-"""Working sets of the LASSO path (methods/lasso_path.py): one LASSO on its own columns with their
-residualised Gram, solved by scikit-learn's coordinate descent on the Gram (the solver of the
-reference, methods/lasso.py, with its settings), the (K + 1) problems' training rows and
-residualisation (Problems), and the two places a working set's Gram comes from:
-
-- FullGrams: every problem's residualised Gram H_k = X~_k' X~_k (K + 1, p, p), formed once when it
-  fits the memory budget; a working set's Gram is then a lookup.
-- DesignGrams: Gram entries computed from the design's columns as working sets grow.
+"""Pieces of the LASSO path (methods/lasso_path.py): the (K + 1) problems' training rows and
+residualisation (Problems); the working sets of the 'sets' schedule, one LASSO on its own columns
+with their residualised Gram computed from the design's columns as they join (DesignGrams),
+solved by scikit-learn's coordinate descent on the Gram (the solver of the reference,
+methods/lasso.py, with its settings); and every problem's whole residualised Gram H_k = X~_k' X~_k
+for the Gram schedules (rows_gram, problem_grams).
 """
 
 from __future__ import annotations
@@ -106,54 +104,6 @@ class WorkingSet:
                 self.beta, alpha, 0.0, self.h.astype(np.float64, copy=False), self.c, y,
                 CD_MAX_ITER, CD_TOL, _UNUSED_RNG, False, False,
             )  # fmt: skip
-
-
-class FullGrams:
-    """Every problem's residualised Gram, formed once: (K + 1) p^2 float64; with them the design
-    of each fold's rows, for the held-out fits."""
-
-    def __init__(self, design: MaskDesign, problems, c: np.ndarray) -> None:
-        self.h, self.cross = problem_grams(design, problems)  # cross: X_T' B_T (K + 1, p, G)
-        self.c = c  # X~' y~ (p, K + 1, Q)
-        self.folds = [design.row_subset(rows) for rows in problems.rows]  # the held-out rows
-
-    @staticmethod
-    def bytes_needed(p: int, n_problems: int) -> int:
-        return 8 * n_problems * p * p
-
-    def extend(self, ws: WorkingSet, new: np.ndarray) -> None:
-        """Add columns `new`; past half of all columns the set becomes every column, its Gram the
-        problem's own (no copy; dense solutions: many small effects)."""
-        old = len(ws.cols)
-        cols = np.concatenate([ws.cols, new])
-        p = self.h.shape[1]
-        if 2 * len(cols) > p:
-            beta = np.zeros(p)
-            beta[ws.cols] = ws.beta
-            ws.cols, ws.h, ws.beta = np.arange(p), self.h[ws.k], beta
-            ws.c = np.ascontiguousarray(self.c[:, ws.k, ws.q])
-            return
-        h = np.empty((len(cols), len(cols)))
-        h[:old, :old] = ws.h
-        h[old:] = self.h[ws.k][new][:, cols]  # rows, then columns: 1.5x a 2-d fancy index
-        h[:old, old:] = h[old:, :old].T
-        ws.h, ws.cols = h, cols
-        ws.c = np.concatenate([ws.c, self.c[new, ws.k, ws.q]])
-        ws.beta = np.concatenate([ws.beta, np.zeros(len(new))])
-
-    def gradient(self, live: np.ndarray, cols, coef) -> tuple[np.ndarray, np.ndarray]:
-        """X~' r = c - H_k b of every live problem (p, K + 1, Q_live) from the stacked nonzero
-        coefficients (columns `cols`, values `coef` (|U|, K + 1, Q_live)): exact, bound 0."""
-        grad = self.c[:, :, live].copy()
-        for k in range(grad.shape[1]):
-            rows = np.flatnonzero(coef[:, k].any(1))
-            if 4 * len(rows) >= len(grad):  # most columns: the whole Gram, no gather
-                full = np.zeros((len(grad), coef.shape[2]))
-                full[cols[rows]] = coef[rows, k]
-                grad[:, k] -= self.h[k] @ full
-            else:
-                grad[:, k] -= self.h[k][cols[rows]].T @ coef[rows, k]
-        return grad, np.zeros(grad.shape[1:])
 
 
 class DesignGrams:
