@@ -22,9 +22,22 @@ X_ji = 1[i in S_j] - p_j. Then Cov(X_i, y | p) = p(1 - p) AME_i(p) and Var(X_i |
 least-squares coefficient is the average of AME_i(p) over p ~ Uniform[eps, 1 - eps] (no rescaling):
 the Shapley value as eps -> 0.
 
-stderr is the plug-in least-squares standard error scale * sqrt(cv_error / sum_j X_ji^2) (held-out
-mean squared error at the chosen lambda); it ignores the LASSO's shrinkage of each value towards 0 by
-about info["threshold"] (lambda in value units: exact for an orthogonal design).
+stderr is the heteroscedasticity-consistent (Eicker-Huber-White HC1) standard error
+
+    se_i = scale * sqrt(m / (m - df) * sum_j X_ji^2 r_j^2) / sum_j X_ji^2,
+
+r the residuals y - X b - B c of the full fit at the chosen lambda, df = nonzero coefficients + basis
+columns (the LASSO's degrees of freedom, Zou, Hastie & Tibshirani 2007; inf where df >= m). The
+features are uncorrelated by design (E[X_i X_k | p] = 0), so this is the sandwich
+(X'X)^-1 X' diag(r^2) X (X'X)^-1 with X'X replaced by its diagonal: the standard error of the one-step
+debiased LASSO b_i + X_i' r / sum_j X_ji^2 (Zhang & Zhang 2014; Javanmard & Montanari 2014, with the
+design's known diagonal covariance). The error's variance depends on p, which the homoscedastic
+sigma^2 / sum_j X_ji^2 misses: utility noise that changes with the coalition's size, and on every
+game the part the linear model leaves out (on an additive game X_i's effect is a_i p (1 - p), of
+mean a_i / v), weighted by X_i^2 = 1/p^2 or 1/(1-p)^2 at the extreme p. The LASSO value itself is
+shrunk towards 0 by about info["threshold"] (lambda in value units: exact for an orthogonal design),
+so value +/- 1.96 stderr is a 95% interval where that threshold is small against stderr (strong
+dense effects: tests/methods/test_ame_stderr.py); elsewhere allow the threshold as well.
 """
 
 from __future__ import annotations
@@ -178,12 +191,12 @@ def fit_ame(
         parts = [masks] if fakes is None else [masks, fakes]
         del masks, fakes  # the design keeps its own copy of the bits: n = 50,000 needs the room
         with Stopwatch() as t_fit:
-            fit, col_sq, device = _regress(
+            fit, col_sq, stderr, device = _regress(
                 design, p, parts, as_columns(raw), seed, cv_folds, cv_rule, solver,
                 getattr(game, "progress", False), memory_mb, schedule,
             )  # fmt: skip
             values = design.scale * fit.coef[:, :n]
-            stderr = design.scale * np.sqrt(fit.cv_error[:, None] / col_sq[None, :])
+            stderr = design.scale * stderr
             selected = None
             if knockoffs != "none":
                 selected = knockoff_select(fit.coef[:, :n], fit.coef[:, n:], fdr, knockoffs, select)
@@ -238,21 +251,46 @@ def _regress(design, p, parts, y, seed, cv_folds, cv_rule, solver, progress, mem
     """The LASSO-CV fit of y on the design's features of the masks `parts` ([masks] or [masks,
     knockoff masks]; emptied once the design holds them): by the batched path on the implicit
     design (solver 'path'), or by scikit-learn on the dense design ('reference', for small problems
-    and comparisons). Returns the fit, sum_j X_ji^2 of the real points, the device."""
+    and comparisons). Returns the fit, sum_j X_ji^2 of the real points, their standard errors (Q, n)
+    in coefficient units (`_sandwich`), the device."""
     m, n = parts[0].shape
     folds = rng_for(seed, 3).permutation(m) % cv_folds
+    a, b = design.coding(p)
+    basis = design.basis(p)
     if solver == "reference":
-        a, b = design.coding(p)
         x = np.hstack([np.where(part, a[:, None], b[:, None]) for part in parts])
-        return lasso_cv(x, y, design.basis(p), folds, cv_rule), (x[:, :n] ** 2).sum(0), "cpu"
+        fit = lasso_cv(x, y, basis, folds, cv_rule)
+        r2 = _residuals(y - x @ fit.coef.T, basis) ** 2
+        col_sq = (x[:, :n] ** 2).sum(0)
+        return fit, col_sq, _sandwich(fit.coef, basis, col_sq, r2.T @ x[:, :n] ** 2), "cpu"
     width = sum(part.shape[1] for part in parts)
-    x = MaskDesign(parts, *design.coding(p), **_placement(m, width))
+    x = MaskDesign(parts, a, b, **_placement(m, width))
     parts.clear()
     fit = lasso_cv_path(
-        x, y, design.basis(p), folds, cv_rule, progress=progress, memory_mb=memory_mb,
-        schedule=schedule,
-    )  # fmt: skip
-    return fit, x.squared_norms()[:n].cpu().numpy(), str(x.device)
+        x, y, basis, folds, cv_rule, progress=progress, memory_mb=memory_mb, schedule=schedule
+    )
+    coef = torch.as_tensor(fit.coef.T, dtype=torch.float64, device=x.device)
+    r2 = _residuals(y - x.matmul(coef).cpu().numpy(), basis) ** 2
+    # sum_j X_ji^2 r_j^2 by one product with the design: X^2 = (a + b) X - a b for X in {a, b}
+    weighted = torch.as_tensor((a + b)[:, None] * r2, device=x.device)
+    sq_resid = x.rmatmul(weighted)[:n].cpu().numpy().T - ((a * b) @ r2)[:, None]
+    col_sq = x.squared_norms()[:n].cpu().numpy()
+    return fit, col_sq, _sandwich(fit.coef, basis, col_sq, sq_resid), str(x.device)
+
+
+def _residuals(z: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """z (m, Q) less its least-squares fit on the unpenalised basis (the fit's c, given b)."""
+    return z - basis @ np.linalg.lstsq(basis, z, rcond=None)[0]
+
+
+def _sandwich(coef, basis, col_sq: np.ndarray, sq_resid: np.ndarray) -> np.ndarray:
+    """The HC1 standard errors (Q, n) of the module docstring in coefficient units, from the fit's
+    coef (Q, p), the basis (m, G), col_sq = sum_j X_ji^2 (n,) and sq_resid = sum_j X_ji^2 r_j^2
+    (Q, n); inf for a query whose df (nonzero coefficients + rank of the basis) reaches m."""
+    m = len(basis)
+    df = np.count_nonzero(coef, axis=1) + np.linalg.matrix_rank(basis)
+    factor = np.where(df < m, m / np.maximum(m - df, 1), np.inf)
+    return np.sqrt(factor[:, None] * np.maximum(sq_resid, 0.0)) / col_sq[None, :]
 
 
 def _placement(m: int, n_columns: int) -> dict:
