@@ -1,14 +1,15 @@
 """Batched L-BFGS for multinomial logistic regression: B models (bench/engine/convex.py's f_b)
 solved at once.
 
-The solver is L-BFGS with scipy's memory of 10 pairs, started like scipy's (first step of length 1
-along -g) or, in a preconditioner's variables, by the unit step -g (a block-Newton step at the
-reference point), in the compact form of Byrd, Nocedal & Schnabel (1994, eq. 2.6 / Nocedal & Wright,
-Numerical Optimization, eq. 7.24), with a backtracking Armijo line search (N&W Alg. 3.1). Every step is
-batched over the B models: two matmuls give all logits and gradients (`convex.LogregObjective`), and
-a few (B, 2m, p) batched matmuls the quasi-Newton directions. Converged models leave the working
-set, so the tail costs only what is still running. It stops each model at max_j |d f_b / d theta_j|
-<= tol (scipy's `gtol`), optionally running in a `convex.Preconditioner`'s variables.
+The solver is L-BFGS with a memory of `history` pairs (scipy keeps 10), started like scipy's (first
+step of length 1 along -g) or, in a preconditioner's variables, by the unit step -g (a block-Newton
+step at the reference point), in the compact form of Byrd, Nocedal & Schnabel (1994, eq. 2.6 /
+Nocedal & Wright, Numerical Optimization, eq. 7.24), with a backtracking Armijo line search (N&W
+Alg. 3.1). Every step is batched over the B models: two matmuls give all logits and gradients
+(`convex.LogregObjective`), and a few (B, 2m, p) batched matmuls the quasi-Newton directions.
+Converged models leave the working set, so the tail costs only what is still running. It stops each
+model at max_j |d f_b / d theta_j| <= tol (scipy's `gtol`), optionally running in a
+`convex.Preconditioner`'s variables.
 """
 
 from __future__ import annotations
