@@ -15,21 +15,27 @@ from ..store.records import find_records, read_record
 from .markdown import markdown_table
 
 
-def agreement_table(*dirs) -> pd.DataFrame:
-    """Mean and standard deviation over seeds of every job's info["agreement"] under `dirs`, one row
-    per (model, method, steps)."""
+def agreement_rows(paths) -> pd.DataFrame:
+    """One row per (record, compared method, T) of the finished records' info["agreement"] at
+    `paths`: model, seed, method, steps, spearman, cosine (no rows: an empty frame)."""
     rows = []
-    for path in find_records(*dirs):
+    for path in paths:
         record = read_record(path)
         if not record or record.get("status") != "ok":
             continue
         for entry in (record.get("info") or {}).get("agreement", []):
             rows.append({"model": record.get("model"), "seed": record.get("seed"), **entry})
-    if not rows:
+    return pd.DataFrame(rows)
+
+
+def agreement_table(*dirs) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of every job's info["agreement"] under `dirs`, one row
+    per (model, method, steps)."""
+    frame = agreement_rows(find_records(*dirs))
+    if frame.empty:
         raise FileNotFoundError(
             f"no records with info['agreement'] under {', '.join(map(str, dirs))}"
         )
-    frame = pd.DataFrame(rows)
     table = frame.groupby(["model", "method", "steps"])[["cosine", "spearman"]].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
     return table.reset_index()

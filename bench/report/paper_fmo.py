@@ -18,23 +18,9 @@ import pandas as pd
 
 from ..score import spearman
 from ..store.records import read_arrays, read_record
+from .agreement import agreement_rows
 from .style import method_colour, new_figure
 from .tables import ci95
-
-
-def agreement_rows(paths) -> pd.DataFrame:
-    """One row per (record, compared method, T) of the records' info["agreement"]: model, seed,
-    method, steps, spearman, cosine."""
-    rows = []
-    for path in paths:
-        record = read_record(path)
-        if not record or record.get("status") != "ok":
-            continue
-        for entry in (record.get("info") or {}).get("agreement", []):
-            rows.append({"model": record.get("model"), "seed": record.get("seed"), **entry})
-    if not rows:
-        raise ValueError("agreement: no finished job with info['agreement']: nothing to plot")
-    return pd.DataFrame(rows)
 
 
 def _summarise(rows: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
@@ -63,7 +49,10 @@ def _base_method(label: str) -> str:
 
 def agreement_figure(paths):
     """Spearman with further training against T, a panel per model (Wei et al. 2024)."""
-    table = _summarise(agreement_rows(paths), ["model", "method", "steps"], "spearman")
+    rows = agreement_rows(paths)
+    if rows.empty:
+        raise ValueError("agreement: no finished job with info['agreement']: nothing to plot")
+    table = _summarise(rows, ["model", "method", "steps"], "spearman")
     models = sorted(table["model"].unique())
     fig, axes = new_figure(1, len(models), "double" if len(models) > 1 else "single", sharey=True)
     for ax, model in zip(axes[0], models, strict=True):
