@@ -1,11 +1,11 @@
-"""The LASSO-CV path on every problem's full residualised Gram, solved by the compiled kernel.
+"""The LASSO-CV path on every problem's whole residualised Gram, solved by the compiled kernel.
 
-When a problem's whole Gram H_k = X~_k' X~_k (p x p float64) fits the memory budget, the path
-needs no working sets, no KKT gradients and no products with the design per lambda: each
-problem's coordinate descent (methods/lasso_cd.py) sweeps all p columns on H_k with the gradient
-c - H_k b kept up to date, every problem of a lambda in one compiled call, threads over problems.
-Products with the design remain only for the CV errors: the fold problems' fits on their held-out
-rows, X_h b over their nonzero columns.
+When the problems' Grams H_k = X~_k' X~_k (p x p, in the design's dtype) fit the memory budget,
+the path needs no Grams built column by column and no products with the whole design per lambda:
+every problem of a lambda is solved in one call of the coordinate-descent kernel
+(methods/lasso_cd.py: working sets on the Gram, its KKT checks from c - H_k b, threads over
+problems). Products with the design remain only for the CV errors: the fold problems' fits on their
+held-out rows, once per block of lambdas, over the nonzero columns.
 
 Two schedules, the same solutions (each problem's path is its own; the early stop only cuts it):
 
@@ -16,6 +16,9 @@ Two schedules, the same solutions (each problem's path is its own; the early sto
   the rows, then each fold problem's H_k = G - X_f' X_f - P_k (B_k'B_k)^+ P_k' from one pass over
   fold f's rows, solved down the whole grid; the early stop is applied to the CV errors afterwards,
   and the full problem (its Gram G itself, corrected in place) runs down to the lambda chosen.
+
+Both end as the working-set path does (methods/lasso_path.py): `choose_lambdas`, `fit_from_history`
+and `cv_result` serve all three.
 """
 
 from __future__ import annotations
@@ -147,6 +150,30 @@ def early_stop(errors: np.ndarray, live: np.ndarray, index: int) -> np.ndarray:
     return index - np.argmin(curve, axis=1) >= PATIENCE
 
 
+def choose_lambdas(errors: np.ndarray, reached: np.ndarray, rule: str) -> np.ndarray:
+    """Each response's chosen lambda index by `rule` among the lambdas it reached (errors (Q, m, L))."""
+    return np.array([choose(errors[q, :, : reached[q]], rule) for q in range(len(errors))])
+
+
+def fit_from_history(history: dict, chosen: np.ndarray, p: int) -> np.ndarray:
+    """The full fits' coefficients (Q, p) at the chosen indices, from history[index] = (col, q)
+    pairs and values of every lambda's nonzero coefficients."""
+    coef = np.zeros((len(chosen), p))
+    for q, index in enumerate(chosen):
+        where, values = history[index]
+        mine = where[:, 1] == q
+        coef[q, where[mine, 0]] = values[mine]
+    return coef
+
+
+def cv_result(coef, chosen, errors, lambdas, info: dict) -> LassoCV:
+    """The fit methods/lasso.lasso_cv returns: coefficients, chosen lambda and CV error, the grid
+    and the CV curves (mean held-out error, infinite where a response's path did not reach)."""
+    rows = np.arange(len(chosen))
+    curve = errors.mean(1)
+    return LassoCV(coef, lambdas[rows, chosen], curve[rows, chosen], lambdas, curve, info)
+
+
 def gram_cv_path(design, y, problems, rule, n_lambdas, resident, threads, bar) -> LassoCV:
     """The LASSO-CV fit (methods/lasso.lasso_cv's result) on full Grams; see the module docstring.
     `resident`: all Grams at once, else one problem at a time."""
@@ -155,7 +182,6 @@ def gram_cv_path(design, y, problems, rule, n_lambdas, resident, threads, bar) -
     k1 = len(problems.rows) + 1
     errors = np.full((n_queries, m, n_lambdas), np.inf)
     reached = np.zeros(n_queries, dtype=np.int64)
-    coef = np.zeros((n_queries, design.p))
     if resident:
         with _threads(threads):
             grams, cross = problem_grams(design, problems)
@@ -174,24 +200,19 @@ def gram_cv_path(design, y, problems, rule, n_lambdas, resident, threads, bar) -
                     break
                 live = live[~done]
         path.held_out_errors(folds, cross, errors)
-        chosen = np.array([choose(errors[q, :, : reached[q]], rule) for q in range(n_queries)])
-        for q in range(n_queries):
-            where, values = history[chosen[q]]
-            mine = where[:, 1] == q
-            coef[q, where[mine, 0]] = values[mine]
+        chosen = choose_lambdas(errors, reached, rule)
+        coef = fit_from_history(history, chosen, design.p)
     else:
-        chosen, reached = _one_problem_at_a_time(path, design, problems, errors, rule, bar)
-        coef[:] = path.beta[0]
-    rows = np.arange(n_queries)
-    curve = errors.mean(1)
-    lam = path.lambdas
+        chosen = _one_problem_at_a_time(path, design, problems, errors, rule, bar)
+        coef = path.beta[0].copy()
     info = {"sweeps": path.sweeps, "compile_s": path.compile_s}
-    return LassoCV(coef, lam[rows, chosen], curve[rows, chosen], lam, curve, info)
+    return cv_result(coef, chosen, errors, path.lambdas, info)
 
 
 def _one_problem_at_a_time(path, design, problems, errors, rule, bar):
     """The schedule for two Grams' memory: every fold problem down the whole grid, the early stop
-    applied to their CV errors afterwards, then the full problem down to the lambda chosen."""
+    applied to their CV errors afterwards, then the full problem down to the lambda chosen.
+    Returns the chosen indices."""
     n_queries, _, n_lambdas = errors.shape
     every = np.arange(n_queries)
     dev = design.device
@@ -218,11 +239,11 @@ def _one_problem_at_a_time(path, design, problems, errors, rule, bar):
         reached[going[early_stop(errors, going, index)]] = index + 1
     for q in range(n_queries):
         errors[q, :, reached[q] :] = np.inf
-    chosen = np.array([choose(errors[q, :, : reached[q]], rule) for q in range(n_queries)])
+    chosen = choose_lambdas(errors, reached, rule)
     del gram
     residualise_gram(full, cross0, problems.gram_pinv[0])
     grams = full.cpu().numpy()[None]
     for index in range(int(chosen.max()) + 1):
         live = every[chosen >= index]
         path.solve(grams, [0], index, live)
-    return chosen, reached
+    return chosen

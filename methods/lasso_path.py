@@ -46,9 +46,17 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .lasso import BLOCK, PATIENCE, RULES, LassoCV, choose, lambda_grid
+from .lasso import RULES, LassoCV, lambda_grid
 from .lasso_dense import DensePath
-from .lasso_gram_path import gram_cv_path, resident_bytes, sequential_bytes
+from .lasso_gram_path import (
+    choose_lambdas,
+    cv_result,
+    early_stop,
+    fit_from_history,
+    gram_cv_path,
+    resident_bytes,
+    sequential_bytes,
+)
 from .lasso_sets import (
     DesignGrams,
     Problems,
@@ -68,10 +76,10 @@ class OverBudget(Exception):
 
 
 @cache
-def _malloc_trim():
-    """glibc's malloc_trim, or None where the C library has none."""
+def _libc_function(name: str):
+    """glibc's function `name` (malloc_trim, mallopt), or None where the C library has none."""
     libc = ctypes.util.find_library("c")
-    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    return getattr(ctypes.CDLL(libc), name, None) if libc else None
 
 
 def _restore_mmap_threshold() -> None:
@@ -79,8 +87,7 @@ def _restore_mmap_threshold() -> None:
     that threshold to its size; loading numba's LLVM does so, after which working-set Grams up to
     tens of MB came from the heap and stayed resident (backdoor n = 50,000: 3.4 -> 4.4 GB peak).
     Fixing the threshold at glibc's default (mallopt M_MMAP_THRESHOLD) keeps the old behaviour."""
-    libc = ctypes.util.find_library("c")
-    mallopt = getattr(ctypes.CDLL(libc), "mallopt", None) if libc else None
+    mallopt = _libc_function("mallopt")
     if mallopt is not None:
         mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
 
@@ -88,7 +95,7 @@ def _restore_mmap_threshold() -> None:
 def _release_free_memory() -> None:
     """Hand the allocator's free pages back to the system: working-set Grams are freed and
     reallocated at growing sizes, and their holes would otherwise stay resident."""
-    trim = _malloc_trim()
+    trim = _libc_function("malloc_trim")
     if trim is not None:
         trim(0)
 
@@ -418,11 +425,7 @@ def _cv_path(
     errors = np.full((n_queries, m, n_lambdas), np.inf)
     history = {}  # per lambda index: the full fits' nonzero (col, q) and values
     reached = np.zeros(n_queries, dtype=np.int64)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_lambdas, desc="lasso path", leave=False)
+    bar = _bar(progress, n_lambdas)
     for index in range(n_lambdas):
         try:
             resid = path.solve(index)
@@ -438,23 +441,13 @@ def _cv_path(
         errors[path.live, :, index] = (resid[held_out] ** 2).T.cpu().numpy()
         history[index] = path.full_fit()
         reached[path.live] = index + 1
-        if bar is not None:
-            bar.update()
-        if (index + 1) % BLOCK == 0:  # the reference's early stop, checked where it checks it
-            done = index - np.argmin(errors[path.live, :, : index + 1].mean(1), axis=1) >= PATIENCE
-            if done.all():
-                break
-            if done.any():
-                path.stop(~done)
-    if bar is not None:
-        bar.close()
-    coef = np.zeros((n_queries, design.p))
-    chosen = np.array([choose(errors[q, :, : reached[q]], rule) for q in range(n_queries)])
-    for q in range(n_queries):
-        where, values = history[chosen[q]]
-        mine = where[:, 1] == q
-        coef[q, where[mine, 0]] = values[mine]
-    rows = np.arange(n_queries)
-    curve = errors.mean(1)
-    lam = path.lambdas
-    return LassoCV(coef, lam[rows, chosen], curve[rows, chosen], lam, curve, {"schedule": "sets"})
+        bar.update()
+        done = early_stop(errors, path.live, index)
+        if done.all():
+            break
+        if done.any():
+            path.stop(~done)
+    bar.close()
+    chosen = choose_lambdas(errors, reached, rule)
+    coef = fit_from_history(history, chosen, design.p)
+    return cv_result(coef, chosen, errors, path.lambdas, {"schedule": "sets"})

@@ -61,28 +61,23 @@ def _fdr(table: pd.DataFrame) -> str:
     return f"mean realised FDP {verdict} ({cells})."
 
 
-def _cost(table: pd.DataFrame) -> str:
-    top = table.loc[table.groupby("method")["n_evals"].idxmax()]
-    return (
-        "AUROC at the largest budget: "
-        + ", ".join(
-            f"{r.method} {_pm(r.auroc, r.auroc_ci)} ({r.n_evals:.0f} evaluations)"
-            for r in top.itertuples()
-        )
-        + "."
+def _at_largest(table: pd.DataFrame, budget: str, value: str, label: str) -> str:
+    """Each method's `value` (with its interval) at its largest `budget`."""
+    top = table.loc[table.groupby("method")[budget].idxmax()]
+    cells = ", ".join(
+        f"{r.method} {_pm(getattr(r, value), getattr(r, value + '_ci'))} "
+        f"({getattr(r, budget):.0f} evaluations)"
+        for r in top.itertuples()
     )
+    return f"{label} at the largest budget: {cells}."
+
+
+def _cost(table: pd.DataFrame) -> str:
+    return _at_largest(table, "n_evals", "auroc", "AUROC")
 
 
 def _sv(table: pd.DataFrame) -> str:
-    top = table.loc[table.groupby("method")["budget"].idxmax()]
-    return (
-        "relative L2 error at the largest budget: "
-        + ", ".join(
-            f"{r.method} {_pm(r.rel_l2, r.rel_l2_ci)} ({r.budget:.0f} evaluations)"
-            for r in top.itertuples()
-        )
-        + "."
-    )
+    return _at_largest(table, "budget", "rel_l2", "relative L2 error")
 
 
 def _agreement(table: pd.DataFrame) -> str:
