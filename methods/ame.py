@@ -53,7 +53,7 @@ from valbench.types import Game, Problem, TrainableGame, Valuation, evaluate
 from .base import BaseMethod
 from .checks import check_budget, check_players
 from .knockoffs import KNOCKOFFS, knockoff_select
-from .lasso import RULES, lasso_cv
+from .lasso import RULES, lasso_cv, residualise
 from .lasso_cd import warm_up
 from .lasso_path import lasso_cv_path, plan_schedule
 from .mask_design import MaskDesign
@@ -256,11 +256,11 @@ def _regress(design, p, parts, y, seed, cv_folds, cv_rule, solver, progress, mem
     m, n = parts[0].shape
     folds = rng_for(seed, 3).permutation(m) % cv_folds
     a, b = design.coding(p)
-    basis = design.basis(p)
+    basis, every = design.basis(p), np.arange(m)  # the full fit's residuals: over every sample
     if solver == "reference":
         x = np.hstack([np.where(part, a[:, None], b[:, None]) for part in parts])
         fit = lasso_cv(x, y, basis, folds, cv_rule)
-        r2 = _residuals(y - x @ fit.coef.T, basis) ** 2
+        r2 = residualise(basis, y - x @ fit.coef.T, every, every) ** 2
         col_sq = (x[:, :n] ** 2).sum(0)
         return fit, col_sq, _sandwich(fit.coef, basis, col_sq, r2.T @ x[:, :n] ** 2), "cpu"
     width = sum(part.shape[1] for part in parts)
@@ -270,17 +270,12 @@ def _regress(design, p, parts, y, seed, cv_folds, cv_rule, solver, progress, mem
         x, y, basis, folds, cv_rule, progress=progress, memory_mb=memory_mb, schedule=schedule
     )
     coef = torch.as_tensor(fit.coef.T, dtype=torch.float64, device=x.device)
-    r2 = _residuals(y - x.matmul(coef).cpu().numpy(), basis) ** 2
+    r2 = residualise(basis, y - x.matmul(coef).cpu().numpy(), every, every) ** 2
     # sum_j X_ji^2 r_j^2 by one product with the design: X^2 = (a + b) X - a b for X in {a, b}
     weighted = torch.as_tensor((a + b)[:, None] * r2, device=x.device)
     sq_resid = x.rmatmul(weighted)[:n].cpu().numpy().T - ((a * b) @ r2)[:, None]
     col_sq = x.squared_norms()[:n].cpu().numpy()
     return fit, col_sq, _sandwich(fit.coef, basis, col_sq, sq_resid), str(x.device)
-
-
-def _residuals(z: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """z (m, Q) less its least-squares fit on the unpenalised basis (the fit's c, given b)."""
-    return z - basis @ np.linalg.lstsq(basis, z, rcond=None)[0]
 
 
 def _sandwich(coef, basis, col_sq: np.ndarray, sq_resid: np.ndarray) -> np.ndarray:
