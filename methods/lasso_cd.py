@@ -39,6 +39,8 @@ except ImportError as err:  # a required dependency: an install that lacks it is
 # for a 10 x 200 one after the first threaded batch)
 numba.config.THREADING_LAYER = "workqueue"
 
+from .mask_gram import weighted_counts  # noqa: E402 (after the check above)
+
 
 @numba.njit(cache=True, nogil=True)
 def _row_axpy(g, step, h, j):
@@ -193,9 +195,13 @@ def solve_batch(grams, diags, gram_of, c, b, g, alpha, alpha_last, y_norm2, tol,
 @cache
 def warm_up() -> float:
     """Seconds the kernels' first calls took in this process (serial and threaded, on float64
-    and float32 Grams): compiling them, or loading them from numba's on-disk cache."""
+    and float32 Grams, and the counted Gram's, methods/mask_gram.py): compiling them, or loading
+    them from numba's on-disk cache."""
     start = time.perf_counter()
     for dtype in (np.float64, np.float32):
+        weighted_counts(
+            np.zeros((1, 1, 1), np.uint64), np.ones(1), np.zeros(1), 0.0, np.zeros((1, 1), dtype)
+        )
         for kernel in (_batch_serial, _batch_threaded):
             kernel(
                 np.eye(2, dtype=dtype)[None], np.ones((1, 2), dtype), np.zeros(1, np.int64),

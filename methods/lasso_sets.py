@@ -13,6 +13,7 @@ import torch
 from sklearn.linear_model import _cd_fast
 
 from .mask_design import MaskDesign
+from .mask_gram import counted_gram, row_codes
 
 CD_TOL, CD_MAX_ITER = 1e-6, 5000  # the reference's coordinate descent settings (methods/lasso.py)
 _UNUSED_RNG = np.random.RandomState(0)  # coordinate descent runs cyclic: the generator is not drawn
@@ -137,9 +138,13 @@ GRAM_BLOCK = 1024  # columns per block of a Gram's upper block triangle
 
 
 def rows_gram(design: MaskDesign, rows: torch.Tensor, basis: torch.Tensor, out: torch.Tensor):
-    """X_R' X_R over the rows R into `out` (p, p, the design's dtype), in one pass over them (only
-    the upper block triangle's products: ~5/8 of m p^2 at p = 4,000, mirrored); returns X_R' B_R
-    (p, G) float64."""
+    """X_R' X_R over the rows R into `out` (p, p, the design's dtype); returns X_R' B_R (p, G)
+    float64. Where R's rows take few codings (AME's p_grid), from counts of their bits
+    (methods/mask_gram.py); else in one pass of float products over them (only the upper block
+    triangle's products: ~5/8 of m p^2 at p = 4,000, mirrored)."""
+    codes = row_codes(design, rows, basis)
+    if codes is not None:
+        return counted_gram(design, rows, basis, out, *codes)
     p = design.p
     cross = torch.zeros((p, basis.shape[1]), dtype=torch.float64, device=design.device)
     step = -(-p // max(1, round(p / GRAM_BLOCK)))

@@ -199,6 +199,12 @@ class MaskDesign:
         basis_new = (bits_new @ (self.diff[:, None] * wb).to(self.dtype)).double() + self.b @ wb
         return gram, basis_new
 
+    def bits_at(self, rows: torch.Tensor) -> torch.Tensor:
+        """M[rows]' (p, len(rows)) uint8: the 0/1 masks of the samples `rows`."""
+        if self.cache is not None:  # coded from the bits in dtype: a_j where the bit is set
+            return (self.cache[:, rows] == self.a[rows].to(self.dtype)[None, :]).to(torch.uint8)
+        return self.bits[:, rows].view(torch.uint8)
+
     def columns_at(self, rows: torch.Tensor) -> torch.Tensor:
         """X[rows]' (p, len(rows)) in dtype."""
         if self.cache is not None:
