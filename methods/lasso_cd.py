@@ -57,22 +57,69 @@ def _soft(z, alpha, h_jj):
     return (mag if z > 0 else -mag) / h_jj
 
 
+PENDING = 8  # coordinate moves held back and added to the gradient in one pass over it (_sweep)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
+def _apply_moves(g, h, rows, steps, n):
+    """g -= sum_e steps[e] h[rows[e]] over the n <= PENDING moves held back, in one pass over g."""
+    if n == PENDING:
+        r0, r1, r2, r3 = h[rows[0]], h[rows[1]], h[rows[2]], h[rows[3]]
+        r4, r5, r6, r7 = h[rows[4]], h[rows[5]], h[rows[6]], h[rows[7]]
+        s0, s1, s2, s3 = steps[0], steps[1], steps[2], steps[3]
+        s4, s5, s6, s7 = steps[4], steps[5], steps[6], steps[7]
+        for i in range(g.shape[0]):
+            g[i] -= (s0 * r0[i] + s1 * r1[i] + s2 * r2[i] + s3 * r3[i]) + (
+                s4 * r4[i] + s5 * r5[i] + s6 * r6[i] + s7 * r7[i]
+            )
+    else:
+        for e in range(n):
+            _row_axpy(g, steps[e], h, rows[e])
+
+
+@numba.njit(cache=True, nogil=True)
+def _sweep(h, cols, diag, b, g, alpha, rows, steps):
+    """One cyclic sweep over the positions a of cols (column cols[a]: gradient g[a], Gram row
+    h[a]). Moves are held back, up to PENDING, and applied to g in one pass (_apply_moves); a
+    column's gradient is corrected for those held back from their rows' entries, so the iterates
+    are cyclic coordinate descent's, to rounding (mislabel n = 4,000: 5.0 -> 2.4 ms a sweep).
+    Returns the largest |coefficient| and the largest move."""
+    n = 0
+    w_max = 0.0
+    d_max = 0.0
+    for a in range(cols.shape[0]):
+        j = cols[a]
+        if diag[j] <= 0.0:
+            continue
+        z = g[a]
+        for e in range(n):
+            z -= steps[e] * h[rows[e], a]
+        old = b[j]
+        new = _soft(z + diag[j] * old, alpha, diag[j])
+        if new != old:
+            rows[n], steps[n] = a, new - old
+            n += 1
+            b[j] = new
+            d_max = max(d_max, abs(new - old))
+            if n == PENDING:
+                _apply_moves(g, h, rows, steps, n)
+                n = 0
+        w_max = max(w_max, abs(new))
+    _apply_moves(g, h, rows, steps, n)
+    return w_max, d_max
+
+
 @numba.njit(cache=True, nogil=True)
 def _full_sweeps(h, diag, c, b, g, alpha, y_norm2, tol, max_iter):
-    """Cyclic sweeps over all p columns, each move one axpy of g with a row of h, until the duality
-    gap is at most tol ||y||^2, checked after every sweep: O(p) against the sweep's O(p x nonzeros)
-    (dense solutions; scikit-learn checks it only once the largest move is small: mislabel
-    n = 1,000, 2,337 -> 2,061 sweeps). Returns the sweeps, negative if max_iter ran out."""
-    p = c.shape[0]
+    """Cyclic sweeps over all p columns (_sweep) until the duality gap is at most tol ||y||^2,
+    checked after every sweep: O(p) against the sweep's O(p x nonzeros) (dense solutions;
+    scikit-learn checks it only once the largest move is small: mislabel n = 1,000, 2,337 ->
+    2,061 sweeps). Returns the sweeps, negative if max_iter ran out."""
+    cols = np.arange(c.shape[0])
+    rows = np.empty(PENDING, dtype=np.int64)
+    steps = np.empty(PENDING)
     for sweep in range(max_iter):
-        for j in range(p):
-            if diag[j] <= 0.0:
-                continue
-            old = b[j]
-            new = _soft(g[j] + diag[j] * old, alpha, diag[j])
-            if new != old:
-                _row_axpy(g, new - old, h, j)
-                b[j] = new
+        _sweep(h, cols, diag, b, g, alpha, rows, steps)
         if _gap(c, b, g, alpha, y_norm2) <= tol * y_norm2:
             return sweep + 1
     return -max_iter
@@ -80,12 +127,19 @@ def _full_sweeps(h, diag, c, b, g, alpha, y_norm2, tol, max_iter):
 
 @numba.njit(cache=True, nogil=True)
 def _gradient(h, c, b, g):
-    """g = c - H b, over b's nonzeros (one axpy with a row of h each)."""
-    for i in range(c.shape[0]):
-        g[i] = c[i]
+    """g = c - H b, over b's nonzeros (their rows of h, PENDING at a time: _apply_moves)."""
+    g[:] = c
+    rows = np.empty(PENDING, dtype=np.int64)
+    steps = np.empty(PENDING)
+    n = 0
     for j in range(c.shape[0]):
         if b[j] != 0.0:
-            _row_axpy(g, b[j], h, j)
+            rows[n], steps[n] = j, b[j]
+            n += 1
+            if n == PENDING:
+                _apply_moves(g, h, rows, steps, n)
+                n = 0
+    _apply_moves(g, h, rows, steps, n)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -115,21 +169,11 @@ def _solve_one(h, diag, c, b, g, alpha, alpha_last, y_norm2, tol, max_iter):
         for a in range(n_in):
             if b[work[a]] != 0.0:
                 g_in -= b[work[a]] * h_in[a]
+        rows = np.empty(PENDING, dtype=np.int64)
+        steps = np.empty(PENDING)
         while sweeps < max_iter:
             sweeps += 1
-            w_max = 0.0
-            d_max = 0.0
-            for a in range(n_in):
-                j = work[a]
-                old = b[j]
-                new = _soft(g_in[a] + diag[j] * old, alpha, diag[j])
-                if new != old:
-                    step = new - old
-                    for e in range(n_in):
-                        g_in[e] -= step * h_in[a, e]
-                    b[j] = new
-                    d_max = max(d_max, abs(step))
-                w_max = max(w_max, abs(new))
+            w_max, d_max = _sweep(h_in, work, diag, b, g_in, alpha, rows, steps)
             if w_max == 0.0 or d_max / w_max <= tol:
                 break
         _gradient(h, c, b, g)
