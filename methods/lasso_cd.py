@@ -6,11 +6,10 @@ For problem r (training rows of problem k, response q) at penalty alpha_r = lamb
 
 by cyclic coordinate descent with covariance updates (Friedman, Hastie & Tibshirani 2010, Sec.
 2.2, glmnet's "covariance" mode): the gradient g = c - H b is kept up to date, one axpy with row
-j of H when b_j moves, so a coordinate at zero that stays there costs O(1) and a sweep over all p
-columns needs no working set and no KKT check afterwards. The stopping rule is scikit-learn's
-(enet_coordinate_descent_gram, which the reference methods/lasso.py runs): after a sweep whose
-largest move is at most tol x the largest coefficient, the duality gap (formulation A) is
-computed from g and b in O(p), and the solve ends once it is at most tol ||y~_r||^2.
+j of H when b_j moves (up to 8 moves held back and added in one pass: _sweep), so a coordinate at
+zero that stays there costs O(1). The solve ends as scikit-learn's (enet_coordinate_descent_gram,
+which the reference methods/lasso.py runs) once the duality gap (formulation A), computed from g
+and b in O(p), is at most tol ||y~_r||^2.
 
 Each problem names its Gram in a stack of them (every problem's, or, where memory is short, one
 problem at a time: methods/lasso_gram_path.py).
@@ -147,34 +146,40 @@ def _solve_one(h, diag, c, b, g, alpha, alpha_last, y_norm2, tol, max_iter):
     """Coordinate descent on one problem from b (in place); on entry g is the gradient at the
     last lambda's solution, on return c - H b. Sweeps run on a working set W with W's own Gram,
     moving only g_W: W starts as b's nonzeros and the columns of the sequential strong rule
-    |g_j| >= 2 alpha - alpha_last (Tibshirani et al. 2012); after the sweeps, g over all p
-    columns (one axpy per nonzero), the KKT check of the columns outside W (violators join W and
-    the sweeps go on) and the duality gap. Once W holds half the columns, sweeps run over all of
-    them (_full_sweeps). Returns the sweeps, negative when max_iter ran out."""
+    |g_j| >= 2 alpha - alpha_last (Tibshirani et al. 2012); the sweeps end once W's own duality
+    gap is at most tol ||y||^2 (checked in O(|W|) after each), then g over all p columns (from
+    the nonzeros' rows), the KKT check of the columns outside W (violators join W, whose Gram is
+    then gathered anew) and the whole problem's gap. Once W holds half the columns, sweeps run
+    over all of them (_full_sweeps). Returns the sweeps, negative when max_iter ran out."""
     p = c.shape[0]
     inside = (b != 0.0) | (np.abs(g) >= 2 * alpha - alpha_last)
+    rows = np.empty(PENDING, dtype=np.int64)
+    steps = np.empty(PENDING)
     sweeps = 0
+    violated = True
     while sweeps < max_iter:
-        work = np.flatnonzero(inside & (diag > 0.0))
-        n_in = len(work)
-        if 2 * n_in > p:
-            _gradient(h, c, b, g)
-            done = _full_sweeps(h, diag, c, b, g, alpha, y_norm2, tol, max_iter - sweeps)
-            return sweeps + done if done > 0 else -max_iter
-        h_in = np.empty((n_in, n_in), dtype=h.dtype)  # W's Gram, contiguous rows for the axpys
-        for a in range(n_in):
-            for e in range(n_in):
-                h_in[a, e] = h[work[a], work[e]]
-        g_in = c[work].copy()
-        for a in range(n_in):
-            if b[work[a]] != 0.0:
-                g_in -= b[work[a]] * h_in[a]
-        rows = np.empty(PENDING, dtype=np.int64)
-        steps = np.empty(PENDING)
+        if violated:  # W changed: its Gram anew
+            work = np.flatnonzero(inside & (diag > 0.0))
+            n_in = len(work)
+            if 2 * n_in > p:
+                _gradient(h, c, b, g)
+                done = _full_sweeps(h, diag, c, b, g, alpha, y_norm2, tol, max_iter - sweeps)
+                return sweeps + done if done > 0 else -max_iter
+            h_in = np.empty((n_in, n_in), dtype=h.dtype)  # W's Gram, contiguous rows
+            for a in range(n_in):
+                for e in range(n_in):
+                    h_in[a, e] = h[work[a], work[e]]
+            g_in = c[work].copy()
+            for a in range(n_in):
+                if b[work[a]] != 0.0:
+                    g_in -= b[work[a]] * h_in[a]
+        else:  # W as it was: its gradient from the full one just computed
+            g_in = g[work]
+        c_in = c[work]
         while sweeps < max_iter:
             sweeps += 1
             w_max, d_max = _sweep(h_in, work, diag, b, g_in, alpha, rows, steps)
-            if w_max == 0.0 or d_max / w_max <= tol:
+            if w_max == 0.0 or _gap(c_in, b[work], g_in, alpha, y_norm2) <= tol * y_norm2:
                 break
         _gradient(h, c, b, g)
         violated = False
