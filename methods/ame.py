@@ -271,10 +271,12 @@ def _regress(design, p, parts, y, seed, cv_folds, cv_rule, solver, progress, mem
     )
     coef = torch.as_tensor(fit.coef.T, dtype=torch.float64, device=x.device)
     r2 = residualise(basis, y - x.matmul(coef).cpu().numpy(), every, every) ** 2
-    # sum_j X_ji^2 r_j^2 by one product with the design: X^2 = (a + b) X - a b for X in {a, b}
-    weighted = torch.as_tensor((a + b)[:, None] * r2, device=x.device)
-    sq_resid = x.rmatmul(weighted)[:n].cpu().numpy().T - ((a * b) @ r2)[:, None]
-    col_sq = x.squared_norms()[:n].cpu().numpy()
+    # sum_j X_ji^2 r_j^2 and sum_j X_ji^2 by one product with the design: X^2 = (a + b) X - a b
+    # for X in {a, b}
+    w = np.c_[r2, np.ones(m)]
+    squares = x.rmatmul(torch.as_tensor((a + b)[:, None] * w, device=x.device))[:n]
+    squares = squares.cpu().numpy().T - ((a * b) @ w)[:, None]
+    sq_resid, col_sq = squares[:-1], squares[-1]
     return fit, col_sq, _sandwich(fit.coef, basis, col_sq, sq_resid), str(x.device)
 
 

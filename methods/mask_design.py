@@ -86,14 +86,7 @@ class MaskDesign:
             codes = [self._code(torch.as_tensor(mk, device=device)) for mk in masks]
             self.cache = torch.cat(codes, 1).T.contiguous()  # (p, m): a column is a row
         else:
-            self.bits = torch.empty((self.p, self.m), dtype=torch.int8, device=device)
-            start = 0
-            for mk in masks:
-                for lo in range(0, mk.shape[1], self._block_width()):
-                    hi = min(lo + self._block_width(), mk.shape[1])
-                    block = torch.as_tensor(np.ascontiguousarray(mk[:, lo:hi].T), device=device)
-                    self.bits[start + lo : start + hi] = block
-                start += mk.shape[1]
+            self.bits = torch.from_numpy(_transposed(masks, self.p)).to(device)
         # a float64 cache's float32 copy for the bounded X' r, used while float32 products sum in
         # IEEE float32 (torch's "highest" matmul precision: not TF32 or bf16)
         self.single, self.single_error = None, 0.0  # and its factor gamma_(m+2) max|X|
@@ -177,7 +170,7 @@ class MaskDesign:
         elif self._fits_cache(sub.m):
             sub.cache, sub.bits, sub.fast = self.columns_at(rows), None, False
         else:
-            sub.bits = self.bits[:, rows].contiguous()
+            sub.bits = self._bits_of(rows)
         return sub
 
     def cross(self, cols, new, w: torch.Tensor, basis: torch.Tensor):
@@ -199,17 +192,24 @@ class MaskDesign:
         basis_new = (bits_new @ (self.diff[:, None] * wb).to(self.dtype)).double() + self.b @ wb
         return gram, basis_new
 
+    def _bits_of(self, rows: torch.Tensor) -> torch.Tensor:
+        """The bits of the samples `rows` (p, len(rows)) int8; on the CPU by numpy's take, 5x
+        torch's indexing of the second axis (p = 4,000, 7,658 of 38,291 rows: 24 vs 122 ms)."""
+        if self.device.type != "cpu":
+            return self.bits[:, rows]
+        return torch.from_numpy(np.take(self.bits.numpy(), rows.cpu().numpy(), axis=1))
+
     def bits_at(self, rows: torch.Tensor) -> torch.Tensor:
         """M[rows]' (p, len(rows)) uint8: the 0/1 masks of the samples `rows`."""
         if self.cache is not None:  # coded from the bits in dtype: a_j where the bit is set
             return (self.cache[:, rows] == self.a[rows].to(self.dtype)[None, :]).to(torch.uint8)
-        return self.bits[:, rows].view(torch.uint8)
+        return self._bits_of(rows).view(torch.uint8)
 
     def columns_at(self, rows: torch.Tensor) -> torch.Tensor:
         """X[rows]' (p, len(rows)) in dtype."""
         if self.cache is not None:
             return self.cache[:, rows]
-        features = self.bits[:, rows].to(self.dtype)  # in place from here: no temporaries
+        features = self._bits_of(rows).to(self.dtype)  # in place from here: no temporaries
         return features.mul_(self.diff[rows].to(self.dtype)).add_(self.b[rows].to(self.dtype))
 
     def block_rows(self, width: int) -> int:
@@ -261,13 +261,18 @@ class MaskDesign:
             out += _times_rows(beta[cols], self._floats(self.bits[cols]))
         return self.diff[:, None] * out + self.b[:, None] * beta.sum(0)[None, :]
 
-    def squared_norms(self) -> torch.Tensor:
-        """sum_j X_ji^2 per column (p,), float64: M'(a^2 - b^2) + sum(b^2)."""
-        if self.cache is not None:
-            return (self.cache.double() ** 2).sum(1)
-        diff = self.a**2 - self.b**2
-        out = torch.cat([self.bits[cols].double() @ diff for cols in self._blocks()])
-        return out + float((self.b**2).sum())
+
+def _transposed(masks: list[np.ndarray], p: int) -> np.ndarray:
+    """The masks side by side, transposed: (p, m) int8, copied by blocks of rows (each block's
+    transpose stays in cache: m = 38,291, p = 4,000 in 0.1 s, against 0.5 s by columns)."""
+    m = masks[0].shape[0]
+    out = np.empty((p, m), dtype=np.int8)
+    start = 0
+    for mk in masks:
+        for lo in range(0, m, 256):
+            out[start : start + mk.shape[1], lo : lo + 256] = mk[lo : lo + 256].T
+        start += mk.shape[1]
+    return out
 
 
 def _times_rows(beta: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
