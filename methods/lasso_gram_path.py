@@ -73,6 +73,7 @@ class GramPath:
         self.alpha_last = self.size[:, None] * self.lambdas[:, 0][None, :]  # (K + 1, Q)
         self.sweeps = 0
         self.pending = []  # fold solutions awaiting their held-out errors (record)
+        self.diags = (None, None)  # a stack of Grams and its diagonals (solve)
         self.compile_s = warm_up()  # in this process; outside AME's seconds (fit_ame)
 
     def solve(self, grams: np.ndarray, ks: list[int], index: int, live: np.ndarray) -> None:
@@ -92,7 +93,9 @@ class GramPath:
             self.before[ks_, qs] = b
         alpha = self.size[ks_] * self.lambdas[qs, index]
         numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
-        diags = np.ascontiguousarray(np.diagonal(grams, axis1=1, axis2=2))
+        if self.diags[0] is not grams:  # the Grams' diagonals, once per stack of Grams
+            self.diags = (grams, np.ascontiguousarray(np.diagonal(grams, axis1=1, axis2=2)))
+        diags = self.diags[1]
         grad = self.grad[ks_, qs]
         sweeps = solve_batch(
             grams, diags, np.repeat(np.arange(len(ks)), len(live)), self.c[ks_, qs], b, grad,
