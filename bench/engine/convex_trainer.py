@@ -2,14 +2,15 @@
 
 Submodel b minimises scikit-learn's objective C sum_i w_bi CE_i + ||W||^2 / 2, its mask or sample
 weights w_b (scikit-learn's `sample_weight`), to max |gradient| <= tol (`ConvexSpec`), all B models
-in one batched solve, optionally started from the full-data fit (`warm_start`) in variables scaled
-by the Hessian there (`precondition`). All-zero features (constant ones, standardised) keep weight 0
+in one batched solve, optionally started from a full-data fit at the submodel's own penalty
+(`warm_start`, `_starts`) in variables scaled by the Hessian of the full-data fit (`precondition`). All-zero features (constant ones, standardised) keep weight 0
 and are left out of the solve (`convex.nonzero_features`). The solver's matmuls are row-invariant
 (`convex.rowwise_mm`): on one thread a submodel's result is bitwise the same in any batch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -22,6 +23,7 @@ from .lbfgs import LbfgsResult, lbfgs_logreg
 from .specs import ConvexSpec
 
 COLUMNS = 8  # the solver's parameters per class row are padded to a multiple of this
+STARTS_PER_OCTAVE = 2  # warm starts: full-data fits at sizes n 2^(-j / 2) down to one point
 
 
 class ConvexTrainer:
@@ -48,7 +50,7 @@ class ConvexTrainer:
         # BLAS runs such widths at full speed (digits: 61 -> 64, the gradient's product ~25% faster)
         kept = F.pad(kept, (0, -(len(self.features) + 1) % COLUMNS))
         self.objective = LogregObjective(kept, y, n_classes)
-        self._full_fit: torch.Tensor | None = None
+        self._starts: tuple[torch.Tensor, torch.Tensor] | None = None
         self._preconditioner: Preconditioner | None = None
 
     def bytes_per_model(self, n_eval: int) -> int:
@@ -84,6 +86,8 @@ class ConvexTrainer:
     def train(self, masks: torch.Tensor) -> torch.Tensor:
         """Fitted parameters theta (b, R, d + 1) over all features, the left-out ones at 0."""
         theta0, pre = self._start()
+        if self.spec.warm_start:
+            theta0 = self._nearest_start(masks.to(self.x.dtype).sum(1))
         result = self._solve(masks, theta0.expand(self._shape(len(masks))), pre)
         self.record(
             iterations=int(result.n_iter.sum()), not_converged=int((~result.converged).sum())
@@ -104,17 +108,35 @@ class ConvexTrainer:
         """Solver parameters of b models: (b, R, D), over the features kept, intercept last."""
         return b, self.objective.n_rows, self.objective.x.shape[1]
 
-    def _warm_start(self) -> torch.Tensor:
-        """The full-data fit (1, R, D), solved once."""
-        if self._full_fit is None:
-            full = torch.ones((1, len(self.y)), dtype=torch.bool, device=self.x.device)
-            self._full_fit = self._solve(full, self.x.new_zeros(self._shape(1))).theta
-        return self._full_fit
+    def _warm_starts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """log2 of the sizes S_j = n 2^(-j / STARTS_PER_OCTAVE) >= 1 and the full-data fits
+        (G, R, D) at those sizes' penalties 1 / (C S_j), solved once in one batch (each point
+        weighted S_j / n). A submodel of S_b points starts at the fit of the nearest S_j in log
+        scale: its penalty's share of the objective is about its own, and on digits it needs ~7%
+        fewer iterations than from the fit at S = n (10.4 instead of 11.2)."""
+        if self._starts is None:
+            n = len(self.y)
+            exponents = torch.arange(int(STARTS_PER_OCTAVE * math.log2(n)) + 1).double()
+            shares = 2.0 ** (-exponents / STARTS_PER_OCTAVE)  # S_j / n, the first exactly 1
+            weights = shares.to(self.x)[:, None].expand(-1, n).contiguous()
+            fits = self._solve(weights, self.x.new_zeros(self._shape(len(weights)))).theta
+            self._starts = (math.log2(n) + shares.log2()).to(self.x.device), fits
+        return self._starts
+
+    def _nearest_start(self, sizes: torch.Tensor) -> torch.Tensor:
+        """(b, R, D): for each submodel of `sizes` (b,) points (or weight sums), the warm start
+        nearest in log2 size; a function of the size alone, so of no other submodel."""
+        log_sizes, fits = self._warm_starts()
+        gap = (sizes.double().log2()[:, None] - log_sizes[None]).abs()
+        return fits[gap.argmin(1)]
 
     def _start(self) -> tuple[torch.Tensor, Preconditioner | None]:
-        """The starting point (1, R, D) of every submodel and the preconditioner (built once, at
-        that point)."""
-        theta0 = self._warm_start() if self.spec.warm_start else self.x.new_zeros(self._shape(1))
+        """The full-data fit (1, R, D) (or 0 without `warm_start`) and the preconditioner, built
+        once at that point."""
+        if self.spec.warm_start:
+            theta0 = self._warm_starts()[1][:1]
+        else:
+            theta0 = self.x.new_zeros(self._shape(1))
         if self.spec.precondition and self._preconditioner is None:
             self._preconditioner = Preconditioner(self.objective, theta0[0])
         return theta0, self._preconditioner

@@ -89,6 +89,25 @@ def test_warm_start_reaches_the_same_models(digits_split):
     assert np.abs(p_cold - p_warm).max() < 0.05
 
 
+def test_warm_starts_are_full_data_fits_at_each_sizes_penalty(digits_split):
+    """Each warm start minimises the full-data objective at the penalty 1 / (C S_j) of its size
+    S_j = n 2^(-j / 2), and a submodel starts at the one nearest its size in log scale."""
+    engine = Engine({"name": "logreg", "C": 0.5}, *whole_data(digits_split), 10, device="cpu")
+    trainer = engine.trainer
+    log_sizes, fits = trainer._warm_starts()
+    n = digits_split.n_train
+    sizes = 2.0**log_sizes
+    assert sizes[0] == pytest.approx(n) and sizes[-1] >= 1 and sizes[-1] / 2**0.5 < 1
+    assert torch.allclose(sizes[:-1] / sizes[1:], torch.tensor(2**0.5).double())
+    weights = torch.full((len(fits), n), 1.0 / n)
+    _, grad = trainer.objective(fits, weights, (1 / (0.5 * sizes)).float())
+    assert grad.abs().amax((1, 2)).max() <= trainer.spec.tol
+    assert not torch.allclose(fits[0], fits[4], atol=1e-2)  # the penalty moves the fit
+    picked = trainer._nearest_start(torch.tensor([n, n / 4 * 1.1, n / 4 / 1.1, 1.0]))
+    for got, j in zip(picked, [0, 4, 4, len(fits) - 1], strict=True):
+        assert torch.equal(got, fits[j])
+
+
 @pytest.mark.parametrize("model", [{"name": "logreg"}, MLP_FAST])
 def test_query_utilities_are_per_query(model):
     split, truth = prepare(
