@@ -72,6 +72,13 @@ class LogregObjective:
     0's logit is fixed at 0, so the penalty is on one weight vector (two symmetric rows would halve
     it: a different C).
 
+    The points are kept sorted by label (stably; `prepare` puts weights in that order), so each
+    point's own logit z_y is a slice per class, not a gather. The cross-entropy is taken relative
+    to it: CE_i = log sum_k e^(z_ik - z_iy), whose label term is e^0 = 1, so the sum is >= 1 and
+    needs no max over classes; a model with a logit more than ~88 above its label's (e^(z - z_y)
+    overflows float32) is evaluated again with the max shift (`_stable`), its result a function
+    of its own values alone.
+
     The n points are padded with all-zero rows of weight 0 to a multiple of PAD: elementwise
     kernels compute a contiguous tensor's tail (numel mod two vectors: 32 float32 with AVX-512) by
     scalar code, whose exp2 / log round differently from the vector code, so without the padding a
@@ -83,11 +90,17 @@ class LogregObjective:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
         self.n = len(x)
-        self.x = pad_rows(torch.cat([x, torch.ones_like(x[:, :1])], 1), PAD)  # (n_pad, D)
-        self.xt = self.x[: self.n].T.contiguous()  # (D, n), the points only
+        x1 = torch.cat([x, torch.ones_like(x[:, :1])], 1)
+        self.xt = x1.T.contiguous()  # (D, n), the points only, in their given order
+        self.order = torch.argsort(y, stable=True)  # the solver's order of the points
+        self.x = pad_rows(x1[self.order], PAD)  # (n_pad, D)
         self._xt_log2 = (self.x.T * math.log2(math.e)).contiguous()  # in bits: exp2 beats exp 6x
-        self.y, self.n_classes = pad_rows(y, PAD), n_classes
+        self.y, self.n_classes = pad_rows(y[self.order], PAD), n_classes
         self.n_rows = 1 if n_classes == 2 else n_classes
+        labels, counts = torch.unique_consecutive(self.y[: self.n], return_counts=True)
+        ends = counts.cumsum(0).tolist()
+        starts = [0, *ends[:-1]]
+        self._classes = list(zip(labels.tolist(), starts, ends, strict=True))  # (r, start, end)
         self.n_evals = 0  # model-evaluations of (f, grad)
         self.flops = 0  # matmul FLOPs spent (objective and preconditioner), for FLOP accounting
         self._lock, self._local = threading.Lock(), threading.local()  # per-thread workspaces
@@ -119,17 +132,27 @@ class LogregObjective:
             buffer = self._local.buffer = like.new_empty(size)
         return buffer[:size]
 
-    def pad(self, weights: torch.Tensor) -> torch.Tensor:
-        """Weights (B, n) -> (B, n_pad), the padding rows' weights 0."""
-        return pad_rows(weights.T, PAD).T.contiguous()
+    def prepare(self, weights: torch.Tensor) -> torch.Tensor:
+        """Weights (B, n) of the points in their given order -> (B, n_pad) in the solver's (sorted
+        by label), the padding rows' weights 0."""
+        return pad_rows(weights[:, self.order].T, PAD).T.contiguous()
 
     def label_sums(self, weights: torch.Tensor) -> torch.Tensor:
         """(B, R, D): sum_i w_bi [y_i = r] x_i, the labels' part of each model's gradient; fixed
-        while the weights are (weights padded, see `pad`)."""
-        rows = torch.arange(self.n_classes - self.n_rows, self.n_classes, device=self.y.device)
-        onehot = (rows[:, None] == self.y).to(weights.dtype)  # (R, n_pad)
-        sums = rowwise_mm((weights[:, None, :] * onehot).flatten(0, 1), self.x)
-        return sums.view(len(weights), self.n_rows, self.x.shape[1])
+        while the weights are (`prepare`d): one product per class over its points."""
+        sums = weights.new_zeros((len(weights), self.n_rows, self.x.shape[1]))
+        for r, start, end in self._classes:
+            if r >= self.n_classes - self.n_rows:
+                row = r - (self.n_classes - self.n_rows)
+                sums[:, row] = rowwise_mm(weights[:, start:end], self.x[start:end])
+        return sums
+
+    def _label_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, n_pad): each point's logit of its own label (0 for the padding, whose logits are 0)."""
+        zy = z.new_zeros(z.shape[1:])
+        for r, start, end in self._classes:
+            zy[:, start:end] = z[r, :, start:end]
+        return zy
 
     def __call__(
         self,
@@ -138,21 +161,42 @@ class LogregObjective:
         penalty: torch.Tensor,
         label_sums: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """f (B,) and grad (B, R, D); weights (B, n) = m_b / S_b (or padded, see `pad`), penalty
-        (B,) = 1 / (C S_b), `label_sums(weights)` when the caller keeps them."""
-        b, rows, d = theta.shape
-        k, n = self.n_classes, len(self.x)
-        if weights.shape[1] != n:
-            weights = self.pad(weights)
+        """f (B,) and grad (B, R, D); weights (B, n) = m_b / S_b, penalty (B,) = 1 / (C S_b). A
+        caller that keeps `label_sums` passes them with the weights `prepare`d."""
         if label_sums is None:
+            weights = self.prepare(weights)
             label_sums = self.label_sums(weights)
-        z = self.logits(theta, self._xt_log2, self._workspace(k * b * n, theta))  # (K, B, n) bits
-        index = self.y.expand(1, b, n)
+        z = self._logits_bits(theta)
+        e = z.sub_(self._label_logits(z)).exp2_()  # e^(z_k - z_y): 1 at the label
+        total = e.sum(0)
+        f, grad = self._finish(theta, e, total, total.log(), weights, penalty, label_sums)
+        unstable = ~torch.isfinite(f)  # e^(z_k - z_y) overflowed: that model again, max-shifted
+        if unstable.any():
+            rows = unstable.nonzero()[:, 0]
+            f[rows], grad[rows] = self._stable(
+                theta[rows], weights[rows], penalty[rows], label_sums[rows]
+            )
+        return f, grad
+
+    def _stable(self, theta, weights, penalty, label_sums):
+        """(f, grad) as `__call__`, the softmax shifted by each point's largest logit."""
+        z = self._logits_bits(theta)
         zmax = z.amax(0)
-        ce = (zmax - z.gather(0, index)[0]).mul_(math.log(2))  # (B, n), + log sum_k e^(z_k - zmax)
+        ce = (zmax - self._label_logits(z)).mul_(math.log(2))  # + log sum_k e^(z_k - zmax)
         e = z.sub_(zmax).exp2_()
         total = e.sum(0)
-        ce.add_(total.log())
+        return self._finish(theta, e, total, ce.add_(total.log()), weights, penalty, label_sums)
+
+    def _logits_bits(self, theta: torch.Tensor) -> torch.Tensor:
+        """Logits (K, B, n_pad) in bits (times log2 e), in the reused workspace."""
+        k, b, n = self.n_classes, len(theta), len(self.x)
+        return self.logits(theta, self._xt_log2, self._workspace(k * b * n, theta))
+
+    def _finish(self, theta, e, total, ce, weights, penalty, label_sums):
+        """f and grad from e (K, B, n_pad) proportional to the softmax, its sums over the classes
+        `total` and the cross-entropies `ce` (B, n_pad)."""
+        b, rows, d = theta.shape
+        k, n = self.n_classes, len(self.x)
         w = theta[..., :-1]
         f = torch.linalg.vecdot(ce, weights) + 0.5 * penalty * w.square().sum((1, 2))
         e = e.mul_(weights / total)[k - rows :].reshape(rows * b, n)  # P m_b / S_b

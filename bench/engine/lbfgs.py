@@ -193,7 +193,7 @@ def _working_set(objective, masks, C, theta0, pre):
     n_models, k, d = theta0.shape
     sizes = masks.sum(1)
     penalty = 1.0 / (C * sizes)
-    weights = objective.pad(masks / sizes[:, None])
+    weights = objective.prepare(masks / sizes[:, None])
     ws = _Models(
         ids=torch.arange(n_models, device=theta0.device),
         weights=weights,

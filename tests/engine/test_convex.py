@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from valbench.engine.convex import LogregObjective, Preconditioner, nonzero_features
@@ -28,6 +29,28 @@ def test_objective_and_gradient_match_autograd():
     assert torch.allclose(f, expected.detach())
     assert torch.allclose(grad, theta.grad)
     assert objective.n_evals == 5
+
+
+def test_logits_beyond_the_exponents_range_are_evaluated_max_shifted():
+    """A model whose logits exceed its labels' by more than exp's range gets the max-shifted
+    cross-entropy; the others in its batch keep their values, bitwise."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(40, 4, generator=gen)
+    y = torch.randint(0, 3, (40,), generator=gen)
+    weights = torch.full((2, 40), 1 / 40.0)
+    theta = torch.randn(2, 3, 5, generator=gen)
+    theta[1] *= 200  # float32: e^(z - z_y) overflows for some points
+    objective = LogregObjective(x, y, 3)
+    f, grad = objective(theta, weights, torch.full((2,), 0.1))
+    f0, grad0 = objective(theta[:1], weights[:1], torch.full((1,), 0.1))
+    assert torch.equal(f[:1], f0) and torch.equal(grad[:1], grad0)
+    big = theta[1:].double().requires_grad_()
+    logits = torch.einsum("bkd,nd->bnk", big[..., :-1], x.double()) + big[:, None, :, -1]
+    ce = torch.nn.functional.cross_entropy(logits[0], y)
+    expected = ce + 0.05 * big[..., :-1].square().sum()
+    expected.backward()
+    assert torch.isfinite(f).all() and f[1].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert torch.allclose(grad[1].double(), big.grad[0], rtol=1e-4, atol=1e-4)
 
 
 def test_two_classes_use_one_weight_vector_as_scikit_learns_binomial_loss():
