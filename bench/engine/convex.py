@@ -169,7 +169,8 @@ class LogregObjective:
         z = self._logits_bits(theta)
         e = z.sub_(self._label_logits(z)).exp2_()  # e^(z_k - z_y): 1 at the label
         total = e.sum(0)
-        f, grad = self._finish(theta, e, total, total.log(), weights, penalty, label_sums)
+        pw = e.mul_(weights / total)
+        f, grad = self._finish(theta, pw, total.log(), weights, penalty, label_sums)
         unstable = ~torch.isfinite(f)  # e^(z_k - z_y) overflowed: that model again, max-shifted
         if unstable.any():
             rows = unstable.nonzero()[:, 0]
@@ -181,28 +182,44 @@ class LogregObjective:
     def _stable(self, theta, weights, penalty, label_sums):
         """(f, grad) as `__call__`, the softmax shifted by each point's largest logit."""
         z = self._logits_bits(theta)
+        e, ce = self._shifted_softmax(z)
+        pw = e.mul_(weights)
+        return self._finish(theta, pw, ce, weights, penalty, label_sums)
+
+    def at_start(self, theta, weights, penalty, label_sums):
+        """(f, grad) as `__call__` (weights `prepare`d) of b models at the same parameters theta
+        (R, D): one softmax for all of them, so only the gradient's product is per model."""
+        k, b, n = self.n_classes, len(weights), len(self.x)
+        p, ce = self._shifted_softmax(self.logits(theta[None], self._xt_log2))  # (K, 1, n)
+        pw = torch.mul(p, weights, out=self._workspace(k * b * n, theta).view(k, b, n))
+        return self._finish(theta.expand(b, -1, -1), pw, ce, weights, penalty, label_sums)
+
+    def _shifted_softmax(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Softmax (in z's memory) and cross-entropies (B, n) of logits z (K, B, n) in bits,
+        shifted by each point's largest logit."""
         zmax = z.amax(0)
         ce = (zmax - self._label_logits(z)).mul_(math.log(2))  # + log sum_k e^(z_k - zmax)
         e = z.sub_(zmax).exp2_()
         total = e.sum(0)
-        return self._finish(theta, e, total, ce.add_(total.log()), weights, penalty, label_sums)
+        return e.div_(total), ce.add_(total.log())
 
     def _logits_bits(self, theta: torch.Tensor) -> torch.Tensor:
         """Logits (K, B, n_pad) in bits (times log2 e), in the reused workspace."""
         k, b, n = self.n_classes, len(theta), len(self.x)
+        self.count(0, b * self.flops_per_eval // 2)
         return self.logits(theta, self._xt_log2, self._workspace(k * b * n, theta))
 
-    def _finish(self, theta, e, total, ce, weights, penalty, label_sums):
-        """f and grad from e (K, B, n_pad) proportional to the softmax, its sums over the classes
-        `total` and the cross-entropies `ce` (B, n_pad)."""
+    def _finish(self, theta, pw, ce, weights, penalty, label_sums):
+        """f and grad from the softmax times the weights, pw (K, B, n_pad) = P m_b / S_b, and
+        the cross-entropies `ce` (B or 1, n_pad)."""
         b, rows, d = theta.shape
         k, n = self.n_classes, len(self.x)
         w = theta[..., :-1]
         f = torch.linalg.vecdot(ce, weights) + 0.5 * penalty * w.square().sum((1, 2))
-        e = e.mul_(weights / total)[k - rows :].reshape(rows * b, n)  # P m_b / S_b
-        grad = rowwise_mm(e, self.x).view(rows, b, d).transpose(0, 1).sub(label_sums)  # (P - Y)' X
+        pw = pw[k - rows :].reshape(rows * b, n)
+        grad = rowwise_mm(pw, self.x).view(rows, b, d).transpose(0, 1).sub(label_sums)  # (P - Y)' X
         grad[..., :-1].add_(w * penalty[:, None, None])
-        self.count(b, b * self.flops_per_eval)
+        self.count(b, b * self.flops_per_eval // 2)  # the gradient's product
         return f, grad
 
 

@@ -86,9 +86,10 @@ class ConvexTrainer:
     def train(self, masks: torch.Tensor) -> torch.Tensor:
         """Fitted parameters theta (b, R, d + 1) over all features, the left-out ones at 0."""
         theta0, pre = self._start()
+        start = masks.new_zeros(len(masks), dtype=torch.long)  # all at theta0
         if self.spec.warm_start:
-            theta0 = self._nearest_start(masks.to(self.x.dtype).sum(1))
-        result = self._solve(masks, theta0.expand(self._shape(len(masks))), pre)
+            theta0, start = self._warm_starts()[1], self._nearest_start(masks.to(theta0).sum(1))
+        result = self._solve(masks, theta0, pre, start)
         self.record(
             iterations=int(result.n_iter.sum()), not_converged=int((~result.converged).sum())
         )
@@ -97,11 +98,14 @@ class ConvexTrainer:
         theta[..., -1] = result.theta[..., -1]
         return theta
 
-    def _solve(self, masks: torch.Tensor, theta0: torch.Tensor, pre=None) -> LbfgsResult:
+    def _solve(
+        self, masks: torch.Tensor, theta0: torch.Tensor, pre=None, start=None
+    ) -> LbfgsResult:
+        """`lbfgs_logreg` of the masks from theta0 (B, R, D), or theta0[start] (see there)."""
         spec = self.spec
         return lbfgs_logreg(
             self.objective, masks.to(self.x.dtype), spec.C, theta0, spec.tol, spec.max_iter,
-            spec.history, pre,
+            spec.history, pre, start,
         )  # fmt: skip
 
     def _shape(self, b: int) -> tuple[int, int, int]:
@@ -119,16 +123,16 @@ class ConvexTrainer:
             exponents = torch.arange(int(STARTS_PER_OCTAVE * math.log2(n)) + 1).double()
             shares = 2.0 ** (-exponents / STARTS_PER_OCTAVE)  # S_j / n, the first exactly 1
             weights = shares.to(self.x)[:, None].expand(-1, n).contiguous()
-            fits = self._solve(weights, self.x.new_zeros(self._shape(len(weights)))).theta
+            at_zero = torch.zeros(len(weights), dtype=torch.long, device=self.x.device)
+            fits = self._solve(weights, self.x.new_zeros(self._shape(1)), start=at_zero).theta
             self._starts = (math.log2(n) + shares.log2()).to(self.x.device), fits
         return self._starts
 
     def _nearest_start(self, sizes: torch.Tensor) -> torch.Tensor:
-        """(b, R, D): for each submodel of `sizes` (b,) points (or weight sums), the warm start
-        nearest in log2 size; a function of the size alone, so of no other submodel."""
-        log_sizes, fits = self._warm_starts()
-        gap = (sizes.double().log2()[:, None] - log_sizes[None]).abs()
-        return fits[gap.argmin(1)]
+        """(b,) for each submodel of `sizes` (b,) points (or weight sums), the index of the warm
+        start nearest in log2 size; a function of the size alone, so of no other submodel."""
+        log_sizes = self._warm_starts()[0]
+        return (sizes.double().log2()[:, None] - log_sizes[None]).abs().argmin(1)
 
     def _start(self) -> tuple[torch.Tensor, Preconditioner | None]:
         """The full-data fit (1, R, D) (or 0 without `warm_start`) and the preconditioner, built

@@ -153,19 +153,28 @@ def lbfgs_logreg(
     max_iter: int = 500,
     history: int = 10,
     preconditioner: Preconditioner | None = None,
+    start: torch.Tensor | None = None,
 ) -> LbfgsResult:
-    """Minimise f_b for each mask b (rows of `masks`, (B, n)) from `theta0` (B, R, D); see module doc.
-    With a `preconditioner`, in its variables u, from u = 0 (theta0)."""
-    n_models = len(theta0)
-    ws, evaluate = _working_set(objective, masks, C, theta0, preconditioner)
+    """Minimise f_b for each mask b (rows of `masks`, (B, n)) from `theta0` (B, R, D), or from
+    theta0[start] for indices `start` (B,) into starting points theta0 (G, R, D): the models that
+    share a start share its softmax in their first evaluation (`LogregObjective.at_start`). See
+    the module doc. With a `preconditioner`, in its variables u, from u = 0 (theta0)."""
+    base = theta0 if start is None else theta0[start]
+    n_models = len(base)
+    ws, evaluate = _working_set(objective, masks, C, base, preconditioner)
     if preconditioner is None:
-        x = theta0.reshape(n_models, -1)
+        x = base.reshape(n_models, -1)
     else:
-        x = theta0.new_zeros((n_models, theta0[0].numel()))  # u = 0
-    ws.x, ws.f, ws.g, ws.gmax, ws.theta = x, *evaluate(x)
+        x = base.new_zeros((n_models, base[0].numel()))  # u = 0
+    if start is None:
+        ws.x, ws.f, ws.g, ws.gmax, ws.theta = x, *evaluate(x)
+    else:
+        ws.x, ws.f, ws.g, ws.gmax, ws.theta = x, *_evaluate_starts(objective, ws, theta0, start)
+        if preconditioner is not None:
+            ws.g = preconditioner.to_u(ws.g.view_as(base), ws.scale).reshape(n_models, -1)
     memory = CurvatureMemory(ws.g, history, unit_start=preconditioner is not None)
     result = LbfgsResult(
-        theta0.clone(),
+        base.clone(),
         torch.zeros(n_models, dtype=torch.long, device=theta0.device),
         torch.zeros(n_models, dtype=torch.bool, device=theta0.device),
     )
@@ -214,6 +223,19 @@ def _working_set(objective, masks, C, theta0, pre):
         return f, g.reshape(len(x), -1), gmax, theta
 
     return ws, evaluate
+
+
+def _evaluate_starts(objective: LogregObjective, ws: _Models, starts, start):
+    """(f, gradient in theta, max |gradient|, theta) of every model at its start theta0[start],
+    one `at_start` per distinct start."""
+    f = ws.penalty.new_empty(len(start))
+    g = starts.new_empty((len(start), *starts.shape[1:]))
+    for j in start.unique().tolist():
+        rows = (start == j).nonzero()[:, 0]
+        f[rows], g[rows] = objective.at_start(
+            starts[j], ws.weights[rows], ws.penalty[rows], ws.label_sums[rows]
+        )
+    return f, g.reshape(len(start), -1), g.abs().amax((1, 2)), starts[start]
 
 
 def _retire(result: LbfgsResult, ws: _Models, memory: CurvatureMemory, stop, done, it: int):
