@@ -148,9 +148,14 @@ class LogregObjective:
         return sums
 
     def _label_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, n_pad): each point's logit of its own label (0 for the padding, whose logits are 0)."""
-        zy = z.new_zeros(z.shape[1:])
-        for r, start, end in self._classes:
+        """(B, n_pad): each point's logit of its own label (class 0's for the padding, whose
+        logits are 0), in a reused buffer."""
+        b, n = z.shape[1:]
+        buffer = getattr(self._local, "labels", None)
+        if buffer is None or buffer.numel() < b * n or buffer.dtype != z.dtype:
+            buffer = self._local.labels = z.new_empty(b * n)
+        zy = buffer[: b * n].view(b, n)
+        for r, start, end in [*self._classes, (0, self.n, n)]:
             zy[:, start:end] = z[r, :, start:end]
         return zy
 
