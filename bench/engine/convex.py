@@ -154,10 +154,8 @@ class LogregObjective:
         buffer = getattr(self._local, "labels", None)
         if buffer is None or buffer.numel() < b * n or buffer.dtype != z.dtype:
             buffer = self._local.labels = z.new_empty(b * n)
-        zy = buffer[: b * n].view(b, n)
-        for r, start, end in [*self._classes, (0, self.n, n)]:
-            zy[:, start:end] = z[r, :, start:end]
-        return zy
+        parts = [z[r, :, start:end] for r, start, end in self._classes]
+        return torch.cat([*parts, z[0, :, self.n :]], 1, out=buffer[: b * n].view(b, n))
 
     def __call__(
         self,
@@ -176,9 +174,8 @@ class LogregObjective:
         total = e.sum(0)
         pw = e.mul_(weights / total)
         f, grad = self._finish(theta, pw, total.log(), weights, penalty, label_sums)
-        unstable = ~torch.isfinite(f)  # e^(z_k - z_y) overflowed: that model again, max-shifted
-        if unstable.any():
-            rows = unstable.nonzero()[:, 0]
+        if not math.isfinite(f.sum()):  # e^(z_k - z_y) overflowed: those models again, max-shifted
+            rows = (~torch.isfinite(f)).nonzero()[:, 0]
             f[rows], grad[rows] = self._stable(
                 theta[rows], weights[rows], penalty[rows], label_sums[rows]
             )

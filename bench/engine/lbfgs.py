@@ -51,6 +51,7 @@ class CurvatureMemory:
         self.yy = g.new_zeros((b, 0, 0))
         self.rinv = g.new_zeros((b, 0, 0))  # R^{-1}
         self.valid = torch.zeros((b, 0), dtype=torch.bool, device=g.device)
+        self._orders: dict[tuple[int, int], torch.Tensor] = {}
         if unit_start:  # first step -g: Newton's where the Hessian is about I
             self.gamma = torch.ones_like(g[:, 0])
         else:  # first step of length 1, as scipy's
@@ -64,10 +65,14 @@ class CurvatureMemory:
         self.pairs = torch.index_select(self._spare, 0, rows, out=pairs)
 
     def _slots(self, device) -> torch.Tensor:
-        """Ring slots of the stored pairs, oldest first, as indices into `pairs`: s's, then y's."""
+        """Ring slots of the stored pairs, oldest first, as indices into `pairs`: s's, then y's
+        (one tensor per ring position, made once)."""
         filled = min(self.count, self.m)
-        slots = torch.tensor([(self.count - filled + j) % self.m for j in range(filled)])
-        return torch.cat([slots, slots + self.m]).to(device)
+        key = (filled, self.count % self.m)
+        if key not in self._orders:
+            slots = [(self.count - filled + j) % self.m for j in range(filled)]
+            self._orders[key] = torch.tensor(slots + [j + self.m for j in slots], device=device)
+        return self._orders[key]
 
     def push(self, s: torch.Tensor, y: torch.Tensor) -> None:
         """Store the newest pair; models whose pair has no positive curvature skip it."""
@@ -282,7 +287,8 @@ def _line_search(evaluate, current, direction, slope):
             target[accepted] = value[ok]
         todo = todo[~ok]
     failed = torch.zeros_like(f, dtype=torch.bool)
-    failed[todo] = True
-    for target, value in zip(new, current, strict=True):  # no decrease: stay
-        target[todo] = value[todo]
+    if len(todo):
+        failed[todo] = True
+        for target, value in zip(new, current, strict=True):  # no decrease: stay
+            target[todo] = value[todo]
     return new, failed
