@@ -30,6 +30,8 @@ import torch.nn.functional as F
 
 MIN_ROWS = MIN_COLS = 16  # rowwise_mm's smallest shape (see there)
 PAD = 32  # the objective's rows are padded to a multiple of this (see LogregObjective)
+BLOCK = 256  # the objective runs over blocks of this many points (a multiple of PAD), whose
+# (K, B, BLOCK) logits stay in the core's cache between the passes over them
 
 
 def rowwise_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -101,6 +103,13 @@ class LogregObjective:
         ends = counts.cumsum(0).tolist()
         starts = [0, *ends[:-1]]
         self._classes = list(zip(labels.tolist(), starts, ends, strict=True))  # (r, start, end)
+        n_pad = len(self.x)
+        segments = [*self._classes, (0, self.n, n_pad)]  # padding: class 0's logits, all 0
+        self._whole = _clip(segments, 0, n_pad)
+        self._blocks = [
+            (a, min(a + BLOCK, n_pad), _clip(segments, a, min(a + BLOCK, n_pad)))
+            for a in range(0, n_pad, BLOCK)
+        ]
         self.n_evals = 0  # model-evaluations of (f, grad)
         self.flops = 0  # matmul FLOPs spent (objective and preconditioner), for FLOP accounting
         self._lock, self._local = threading.Lock(), threading.local()  # per-thread workspaces
@@ -147,15 +156,15 @@ class LogregObjective:
                 sums[:, row] = rowwise_mm(weights[:, start:end], self.x[start:end])
         return sums
 
-    def _label_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, n_pad): each point's logit of its own label (class 0's for the padding, whose
-        logits are 0), in a reused buffer."""
-        b, n = z.shape[1:]
+    def _label_logits(self, z: torch.Tensor, segments: list) -> torch.Tensor:
+        """(B, m): each point's logit of its own label from logits z (K, B, m) of the points
+        that `segments` ((label, start, end), in z's columns) cover, in a reused buffer."""
+        b, m = z.shape[1:]
         buffer = getattr(self._local, "labels", None)
-        if buffer is None or buffer.numel() < b * n or buffer.dtype != z.dtype:
-            buffer = self._local.labels = z.new_empty(b * n)
-        parts = [z[r, :, start:end] for r, start, end in self._classes]
-        return torch.cat([*parts, z[0, :, self.n :]], 1, out=buffer[: b * n].view(b, n))
+        if buffer is None or buffer.numel() < b * m or buffer.dtype != z.dtype:
+            buffer = self._local.labels = z.new_empty(b * m)
+        parts = [z[r, :, start:end] for r, start, end in segments]
+        return torch.cat(parts, 1, out=buffer[: b * m].view(b, m))
 
     def __call__(
         self,
@@ -169,11 +178,25 @@ class LogregObjective:
         if label_sums is None:
             weights = self.prepare(weights)
             label_sums = self.label_sums(weights)
-        z = self._logits_bits(theta)
-        e = z.sub_(self._label_logits(z)).exp2_()  # e^(z_k - z_y): 1 at the label
-        total = e.sum(0)
-        pw = e.mul_(weights / total)
-        f, grad = self._finish(theta, pw, total.log(), weights, penalty, label_sums)
+        b, rows, d = theta.shape
+        k, n = self.n_classes, len(self.x)
+        flat = theta.transpose(0, 1).reshape(rows * b, d)
+        ce, grad = weights.new_empty((b, n)), None
+        for start, end, segments in self._blocks:  # logits, softmax and gradient, block by block
+            m = end - start
+            z = self._workspace(k * b * m, theta).view(k, b, m)
+            if rows < k:
+                z[0].zero_()
+            rowwise_mm(flat, self._xt_log2[:, start:end], out=z[k - rows :].view(-1, m))
+            e = z.sub_(self._label_logits(z, segments)).exp2_()  # e^(z_k - z_y): 1 at the label
+            total = e.sum(0)
+            torch.log(total, out=ce[:, start:end])
+            pw = e.mul_(weights[:, start:end] / total)[k - rows :].view(rows * b, m)
+            part = rowwise_mm(pw, self.x[start:end])
+            grad = part if grad is None else grad.add_(part)
+        self.count(b, b * self.flops_per_eval)
+        grad = grad.view(rows, b, d).transpose(0, 1)
+        f, grad = self._penalise(theta, ce, grad, weights, penalty, label_sums)
         if not math.isfinite(f.sum()):  # e^(z_k - z_y) overflowed: those models again, max-shifted
             rows = (~torch.isfinite(f)).nonzero()[:, 0]
             f[rows], grad[rows] = self._stable(
@@ -200,7 +223,7 @@ class LogregObjective:
         """Softmax (in z's memory) and cross-entropies (B, n) of logits z (K, B, n) in bits,
         shifted by each point's largest logit."""
         zmax = z.amax(0)
-        ce = (zmax - self._label_logits(z)).mul_(math.log(2))  # + log sum_k e^(z_k - zmax)
+        ce = (zmax - self._label_logits(z, self._whole)).mul_(math.log(2))  # + log sum e^(z - zmax)
         e = z.sub_(zmax).exp2_()
         total = e.sum(0)
         return e.div_(total), ce.add_(total.log())
@@ -216,13 +239,26 @@ class LogregObjective:
         the cross-entropies `ce` (B or 1, n_pad)."""
         b, rows, d = theta.shape
         k, n = self.n_classes, len(self.x)
+        grad = rowwise_mm(pw[k - rows :].reshape(rows * b, n), self.x)
+        self.count(b, b * self.flops_per_eval // 2)  # the gradient's product
+        return self._penalise(theta, ce, grad.view(rows, b, d).transpose(0, 1), weights, penalty,
+                              label_sums)  # fmt: skip
+
+    @staticmethod
+    def _penalise(theta, ce, pgrad, weights, penalty, label_sums):
+        """f from the cross-entropies `ce` (B or 1, n_pad), grad from P' diag(w_b) X (B, R, D):
+        the labels' part and the penalty's added."""
         w = theta[..., :-1]
         f = torch.linalg.vecdot(ce, weights) + 0.5 * penalty * w.square().sum((1, 2))
-        pw = pw[k - rows :].reshape(rows * b, n)
-        grad = rowwise_mm(pw, self.x).view(rows, b, d).transpose(0, 1).sub(label_sums)  # (P - Y)' X
+        grad = pgrad.sub(label_sums)  # (P - Y)' diag(w_b) X
         grad[..., :-1].add_(w * penalty[:, None, None])
-        self.count(b, b * self.flops_per_eval // 2)  # the gradient's product
         return f, grad
+
+
+def _clip(segments: list, start: int, end: int) -> list:
+    """The (label, start, end) segments' parts within points [start, end), in its columns."""
+    return [(r, max(a, start) - start, min(b, end) - start)
+            for r, a, b in segments if a < end and b > start]  # fmt: skip
 
 
 class Preconditioner:

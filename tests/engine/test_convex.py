@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from valbench.engine.convex import LogregObjective, Preconditioner, nonzero_features
+from valbench.engine.convex import BLOCK, LogregObjective, Preconditioner, nonzero_features
 from valbench.engine.lbfgs import CurvatureMemory, lbfgs_logreg
 
 
@@ -29,6 +29,32 @@ def test_objective_and_gradient_match_autograd():
     assert torch.allclose(f, expected.detach())
     assert torch.allclose(grad, theta.grad)
     assert objective.n_evals == 5
+
+
+def test_objective_over_several_blocks_is_exact_and_the_same_in_any_batch():
+    """Over more points than one BLOCK, f and grad still match autograd (float64), and in float32
+    each model's values are bitwise the same whatever models share its batch."""
+    gen = torch.Generator().manual_seed(7)
+    n = 2 * BLOCK + 100
+    x = torch.randn(n, 6, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (n,), generator=gen)
+    masks = (torch.rand(24, n, generator=gen) < 0.5).double()
+    theta = torch.randn(24, 4, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    sizes = masks.sum(1)
+    f, grad = LogregObjective(x, y, 4)(theta.detach(), masks / sizes[:, None], 1 / sizes)
+    logits = torch.einsum("bkd,nd->bnk", theta[..., :-1], x) + theta[:, None, :, -1]
+    ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.repeat(24), reduction="none")
+    expected = (masks * ce.view(24, n)).sum(1) / sizes + theta[..., :-1].square().sum((1, 2)) / (
+        2 * sizes
+    )
+    expected.sum().backward()
+    assert torch.allclose(f, expected.detach()) and torch.allclose(grad, theta.grad)
+    single = LogregObjective(x.float(), y, 4)
+    args = (theta.detach().float(), (masks / sizes[:, None]).float(), (1 / sizes).float())
+    f_all, grad_all = single(*args)
+    for rows in (slice(0, 1), slice(3, 20), slice(7, 24)):
+        f_part, grad_part = single(*(a[rows] for a in args))
+        assert torch.equal(f_part, f_all[rows]) and torch.equal(grad_part, grad_all[rows])
 
 
 def test_logits_beyond_the_exponents_range_are_evaluated_max_shifted():
