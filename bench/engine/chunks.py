@@ -52,37 +52,61 @@ def run_chunks(
     on_chunk: Callable[[int], object] | None = None,
     release: Callable[[], object] | None = None,
 ) -> None:
-    """out[a:b] = fit(a, b) over chunks of at most `chunk` rows, `workers` chunks at a time.
+    """out[a:b] = fit(a, b) over chunks of at most `chunk` rows on `workers` threads, each taking
+    the next chunk as soon as it is free (chunks differ in cost: submodels of few points need more
+    L-BFGS iterations; no worker waits for another's chunk to end); finished chunks are written
+    and reported (`on_chunk`) in order.
 
-    A round of chunks that runs out of memory is retried with chunks half as big (after `release`,
-    e.g. emptying the CUDA cache); out of memory at chunk size 1 raises MemoryError(too_big).
+    Chunks that run out of memory are retried, with the rows not done yet, in chunks half as big
+    (after `release`, e.g. emptying the CUDA cache); out of memory at chunk size 1 raises
+    MemoryError(too_big).
     """
-    n, start = len(out), 0
-    while start < n:
-        ends = range(start, min(n, start + workers * chunk), chunk)
-        bounds = [(a, min(a + chunk, n)) for a in ends]
-        try:
-            parts = _map(fit, bounds)
-        except Exception as err:
-            if not is_out_of_memory(err):
-                raise
-            if chunk == 1:
-                raise MemoryError(too_big) from err
-            chunk //= 2
-            log.warning("out of memory; retrying with chunks of %d submodels", chunk)
-        else:
-            for (a, b), part in zip(bounds, parts, strict=True):
-                out[a:b] = part
-                if on_chunk is not None:
-                    on_chunk(b - a)
-            start = bounds[-1][1]
-            continue
-        if release is not None:  # out of the handler: the failed round's tensors are freed
+    todo = [(0, len(out))]
+    while todo:
+        bounds = [(a, min(a + chunk, end)) for start, end in todo for a in range(start, end, chunk)]
+        done, error = _run(fit, out, bounds, workers, on_chunk)
+        if error is None:
+            return
+        if not is_out_of_memory(error):
+            raise error
+        if chunk == 1:
+            raise MemoryError(too_big) from error
+        finished = set(done)
+        todo = [ab for ab in bounds if ab not in finished]
+        chunk //= 2
+        log.warning("out of memory; retrying with chunks of %d submodels", chunk)
+        error = None  # the failed chunk's tensors are freed (its traceback held them)
+        if release is not None:
             release()
 
 
-def _map(fit, bounds: list[tuple[int, int]]) -> list[np.ndarray]:
-    if len(bounds) == 1:
-        return [fit(*bounds[0])]
-    with one_thread(), ThreadPoolExecutor(len(bounds)) as pool:
-        return list(pool.map(lambda ab: fit(*ab), bounds))
+def _run(fit, out, bounds, workers, on_chunk) -> tuple[list, BaseException | None]:
+    """fit every (a, b) of `bounds` into out[a:b]: the bounds done, in order, and the first
+    error (None if none; the chunks after it are not written)."""
+    done = []
+    if workers == 1 or len(bounds) == 1:
+        for a, b in bounds:
+            try:
+                part = fit(a, b)
+            except Exception as err:
+                return done, err
+            _write(out, a, b, part, on_chunk, done)
+        return done, None
+    with one_thread(), ThreadPoolExecutor(min(workers, len(bounds))) as pool:
+        futures = [pool.submit(fit, a, b) for a, b in bounds]
+        for (a, b), future in zip(bounds, futures, strict=True):
+            try:
+                part = future.result()
+            except Exception as err:
+                for waiting in futures:
+                    waiting.cancel()
+                return done, err
+            _write(out, a, b, part, on_chunk, done)
+    return done, None
+
+
+def _write(out, a: int, b: int, part, on_chunk, done: list) -> None:
+    out[a:b] = part
+    done.append((a, b))
+    if on_chunk is not None:
+        on_chunk(b - a)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import pytest
 import torch
 
 from valbench.datasets import prepare
-from valbench.engine.chunks import one_thread
+from valbench.engine.chunks import one_thread, run_chunks
 from valbench.engine.engine import CPU_CHUNK_MB, Engine, resolve_device
 from valbench.engine.loop import loop_fit_predict
 from valbench.engine.randomness import draw_positions, mask_keys
@@ -293,6 +294,23 @@ def test_cpu_chunks_in_parallel_threads_give_the_same_models(digits_split, model
     assert engine.stats["iterations"] == first.stats["iterations"]  # counted without races
     if engine.convex:
         assert engine.objective.n_evals == first.objective.n_evals
+
+
+def test_a_free_worker_takes_the_next_chunk_without_waiting_for_the_others():
+    """Chunk 0 runs until chunk 2 has started: in rounds of one chunk per worker it would wait for
+    its own round to end first (and fail here); results and progress still come in order."""
+    started = threading.Event()
+
+    def fit(a: int, b: int) -> np.ndarray:
+        if a == 0:
+            assert started.wait(timeout=5), "chunk 2 did not start while chunk 0 ran"
+        if a == 2:
+            started.set()
+        return np.full((b - a, 1), a)
+
+    out, sizes = np.empty((4, 1)), []
+    run_chunks(fit, out, 1, workers=2, on_chunk=sizes.append)
+    assert out[:, 0].tolist() == [0, 1, 2, 3] and sizes == [1, 1, 1, 1]
 
 
 def test_small_chunks_run_on_one_cpu_thread(digits_split, monkeypatch):
