@@ -51,8 +51,10 @@ def run_chunks(
     too_big: str = "one submodel does not fit in memory",
     on_chunk: Callable[[int], object] | None = None,
     release: Callable[[], object] | None = None,
+    order: np.ndarray | None = None,
 ) -> None:
-    """out[a:b] = fit(a, b) over chunks of at most `chunk` rows on `workers` threads, each taking
+    """out[a:b] = fit(a, b), or out[order[a:b]] with an `order` of out's rows, over chunks of at
+    most `chunk` rows on `workers` threads, each taking
     the next chunk as soon as it is free (chunks differ in cost: submodels of few points need more
     L-BFGS iterations; no worker waits for another's chunk to end); finished chunks are written
     and reported (`on_chunk`) in order.
@@ -64,7 +66,9 @@ def run_chunks(
     todo = [(0, len(out))]
     while todo:
         bounds = [(a, min(a + chunk, end)) for start, end in todo for a in range(start, end, chunk)]
-        done, error = _run(fit, out, bounds, workers, on_chunk)
+        done, error = _run(
+            fit, out if order is None else _Rows(out, order), bounds, workers, on_chunk
+        )
         if error is None:
             return
         if not is_out_of_memory(error):
@@ -110,3 +114,13 @@ def _write(out, a: int, b: int, part, on_chunk, done: list) -> None:
     done.append((a, b))
     if on_chunk is not None:
         on_chunk(b - a)
+
+
+class _Rows:
+    """out seen through an order of its rows: rows[a:b] = part writes out[order[a:b]]."""
+
+    def __init__(self, out: np.ndarray, order: np.ndarray) -> None:
+        self.out, self.order = out, order
+
+    def __setitem__(self, rows: slice, part) -> None:
+        self.out[self.order[rows]] = part

@@ -313,6 +313,26 @@ def test_a_free_worker_takes_the_next_chunk_without_waiting_for_the_others():
     assert out[:, 0].tolist() == [0, 1, 2, 3] and sizes == [1, 1, 1, 1]
 
 
+def test_chunks_hold_coalitions_of_like_sizes_smallest_first(digits_split, monkeypatch):
+    """The engine trains the masks by size (a logreg chunk runs as long as its slowest model, and
+    small coalitions are the slow ones) and returns them in the order given."""
+    engine = Engine({"name": "logreg", "cpu_chunk": 3}, *whole_data(digits_split), 10, "cpu")
+    masks, x = random_masks(digits_split.n_train, 6, seed=4), digits_split.x_val
+    train, seen = engine.fit_predict_chunk, []
+
+    def record_sizes(chunk_masks, *args):
+        seen.append(sorted(chunk_masks.sum(1).tolist()))
+        return train(chunk_masks, *args)
+
+    monkeypatch.setattr(engine, "fit_predict_chunk", record_sizes)
+    with one_thread():
+        probs = engine.fit_predict(masks, x)
+        flipped = engine.fit_predict(masks[::-1], x)
+    sizes = sorted(masks.sum(1).tolist())
+    assert seen[:2] == [sizes[:3], sizes[3:]]
+    assert np.array_equal(flipped, probs[::-1])
+
+
 def test_small_chunks_run_on_one_cpu_thread(digits_split, monkeypatch):
     engine = Engine({"name": "logreg"}, *whole_data(digits_split), 10, "cpu")
     train, seen = engine.fit_predict_chunk, []
