@@ -40,7 +40,7 @@ class ConvexSpec:
     tol: float = 1e-4
     max_iter: int = 500
     history: int = 5  # L-BFGS memory (scipy: 10; 5 costs ~the same iterations, each cheaper)
-    warm_start: bool = True  # start from the full-data fit instead of zero
+    warm_start: bool = True  # start from a full-data fit at the own size's penalty instead of zero
     precondition: bool = True  # L-BFGS in variables scaled by the Hessian at the start (see convex)
 
     def __post_init__(self) -> None:
