@@ -33,6 +33,7 @@ from .lasso_sets import (
     CD_MAX_ITER,
     CD_TOL,
     _threads,
+    gram_dtype,
     problem_grams,
     residualise_gram,
     rows_gram,
@@ -220,7 +221,7 @@ def _one_problem_at_a_time(path, design, problems, errors, rule, bar):
     every = np.arange(n_queries)
     dev = design.device
     with _threads(path.threads):
-        full = torch.empty((design.p, design.p), dtype=design.dtype, device=dev)
+        full = torch.empty((design.p, design.p), dtype=gram_dtype(design, problems), device=dev)
         cross0 = rows_gram(design, torch.arange(design.m, device=dev), problems.basis, full)
         gram = torch.empty_like(full)
         for k in range(1, len(problems.rows) + 1):
