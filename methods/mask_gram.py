@@ -87,12 +87,13 @@ def counted_gram(design, rows: torch.Tensor, basis: torch.Tensor, out: torch.Ten
     members = [rows_np[group == g] for g in range(len(codes))]
     n_words = -(-max(len(mine) for mine in members) // 64)
     words = np.zeros((len(codes), design.p, 8 * n_words), dtype=np.uint8)  # groups' bits, packed
+    counts = np.empty((design.p, len(codes)))  # N (p, G)
     for g, mine in enumerate(members):
         bits = design.bits_at(torch.as_tensor(mine, device=design.device)).cpu().numpy()
+        counts[:, g] = bits.sum(1, dtype=np.int64)
         packed = np.packbits(bits, axis=1, bitorder="little")
         words[g, :, : packed.shape[1]] = packed
     words = words.view(np.uint64)  # (G, p, n_words): 64 rows a word
-    counts = np.unpackbits(words.view(np.uint8), axis=2).sum(2).T.astype(np.float64)  # N (p, G)
     a, b, basis_g = codes[:, 0], codes[:, 1], codes[:, 2:]
     d, n_g = a - b, np.array([len(mine) for mine in members], dtype=np.float64)
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))

@@ -45,6 +45,30 @@ def assert_same(reference, path, rel=1e-5, lam_rtol=1e-9):
     assert np.abs(path.coef - reference.coef).max() <= rel * scale
 
 
+def test_threaded_and_serial_batches_are_separate_builds_with_the_same_result():
+    """numba's disk cache keys a function by name and signature, not by `parallel`: one function
+    compiled twice would load one build for both (the threaded batch once ran serially so)."""
+    import numba
+
+    from valbench.methods import lasso_cd
+
+    assert lasso_cd._batch_threaded.py_func is not lasso_cd._batch_serial.py_func
+    assert lasso_cd._batch_threaded.targetoptions.get("parallel")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((200, 60))
+    y = x[:, :5] @ rng.standard_normal((5, 6)) + rng.standard_normal((200, 6))
+    h, c = (x.T @ x)[None], (x.T @ y).T.copy()
+    alpha = 0.1 * np.abs(c).max(1)
+    results = []
+    for kernel in (lasso_cd._batch_serial, lasso_cd._batch_threaded):
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        b, g = np.zeros_like(c), c.copy()
+        kernel(h, np.diagonal(h, axis1=1, axis2=2).copy(), np.zeros(6, np.int64), c, b, g,
+               alpha, alpha, (y**2).sum(0), 1e-10, 5000)  # fmt: skip
+        results.append(b)
+    np.testing.assert_allclose(results[1], results[0], rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("rule", ["1se", "min"])
 @pytest.mark.parametrize("name", DESIGNS)
 @pytest.mark.parametrize("knockoffs", [False, True])
