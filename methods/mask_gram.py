@@ -25,6 +25,9 @@ from numba.extending import intrinsic
 numba.config.THREADING_LAYER = "workqueue"  # as methods/lasso_cd.py, which says why
 
 TILE = 64  # Gram rows and columns per tile: a tile's packed words stay in the L1/L2 caches
+PACK_ROWS = (
+    8192  # rows whose bits are gathered unpacked at a time (p x 8,192 bytes), a multiple of 8
+)
 
 
 @intrinsic
@@ -87,12 +90,14 @@ def counted_gram(design, rows: torch.Tensor, basis: torch.Tensor, out: torch.Ten
     members = [rows_np[group == g] for g in range(len(codes))]
     n_words = -(-max(len(mine) for mine in members) // 64)
     words = np.zeros((len(codes), design.p, 8 * n_words), dtype=np.uint8)  # groups' bits, packed
-    counts = np.empty((design.p, len(codes)))  # N (p, G)
+    counts = np.zeros((design.p, len(codes)))  # N (p, G)
     for g, mine in enumerate(members):
-        bits = design.bits_at(torch.as_tensor(mine, device=design.device)).cpu().numpy()
-        counts[:, g] = bits.sum(1, dtype=np.int64)
-        packed = np.packbits(bits, axis=1, bitorder="little")
-        words[g, :, : packed.shape[1]] = packed
+        for lo in range(0, len(mine), PACK_ROWS):  # bits unpacked for PACK_ROWS rows at a time
+            part = torch.as_tensor(mine[lo : lo + PACK_ROWS], device=design.device)
+            bits = design.bits_at(part).cpu().numpy()
+            counts[:, g] += bits.sum(1, dtype=np.int64)
+            packed = np.packbits(bits, axis=1, bitorder="little")
+            words[g, :, lo // 8 : lo // 8 + packed.shape[1]] = packed
     words = words.view(np.uint64)  # (G, p, n_words): 64 rows a word
     a, b, basis_g = codes[:, 0], codes[:, 1], codes[:, 2:]
     d, n_g = a - b, np.array([len(mine) for mine in members], dtype=np.float64)

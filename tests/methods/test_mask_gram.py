@@ -54,3 +54,14 @@ def test_many_codings_stay_float_products():
     rows_gram(design, torch.arange(600), basis, out)
     x = np.where(masks, 1 / pj[:, None], -1 / (1 - pj[:, None]))
     np.testing.assert_allclose(out.numpy(), x.T @ x, rtol=1e-10)
+
+
+def test_groups_packed_in_several_pieces(monkeypatch):
+    """A group's rows gathered and packed PACK_ROWS at a time give the same Gram."""
+    from valbench.methods import mask_gram
+
+    design, x, basis, _ = _design(1200, 50, [0.3, 0.7], 1e-3)
+    monkeypatch.setattr(mask_gram, "PACK_ROWS", 72)
+    out = torch.empty((50, 50), dtype=torch.float64)
+    rows_gram(design, torch.arange(1200), basis, out)
+    np.testing.assert_allclose(out.numpy(), x.T @ x, rtol=1e-12, atol=1e-9)
