@@ -46,7 +46,7 @@ def score_probs(
     log p_ik per query (B, m), probabilities floored likewise;  query_accuracy: mean_i [argmax_k
     p_ik = target], the accuracy on the triggered queries labelled with the target (the poisoned
     test set of Lin et al. 2022, Sec. 5.3: the attack's success rate). Scored in blocks of
-    SCORE_BLOCK submodels, so the temporaries stay small next to probs.
+    SCORE_BLOCK submodels, so the temporaries stay small next to probs, each in float64.
     """
     if len(probs) > SCORE_BLOCK:
         return np.concatenate(
@@ -55,6 +55,7 @@ def score_probs(
                 for start in range(0, len(probs), SCORE_BLOCK)
             ]
         )
+    probs = np.asarray(probs, dtype=np.float64)  # a block (the engine's are float32)
     if metric == "val_accuracy":
         return (probs.argmax(-1) == y).mean(-1)
     if metric == "val_loglik":

@@ -55,7 +55,7 @@ from .checks import check_budget, check_players
 from .knockoffs import KNOCKOFFS, knockoff_select
 from .lasso import RULES, lasso_cv, residualise
 from .lasso_cd import warm_up
-from .lasso_path import lasso_cv_path, plan_schedule
+from .lasso_path import lasso_cv_path, plan_schedule, release_free_memory
 from .mask_design import MaskDesign
 from .queries import as_columns, per_query
 from .sampling import bernoulli_masks, rng_for
@@ -188,6 +188,7 @@ def fit_ame(
             p, masks, fakes = _stored_only(game, p, masks, fakes, cv_folds, method)
             m = len(masks)
         raw = evaluate(game, masks)
+        release_free_memory()  # the training's freed arrays, before the regression's
         parts = [masks] if fakes is None else [masks, fakes]
         del masks, fakes  # the design keeps its own copy of the bits: n = 50,000 needs the room
         with Stopwatch() as t_fit:

@@ -92,7 +92,7 @@ def _restore_mmap_threshold() -> None:
         mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
 
 
-def _release_free_memory() -> None:
+def release_free_memory() -> None:
     """Hand the allocator's free pages back to the system: working-set Grams are freed and
     reallocated at growing sizes, and their holes would otherwise stay resident."""
     trim = _libc_function("malloc_trim")
@@ -437,7 +437,7 @@ def _cv_path(
                 stacklevel=3,
             )
             break
-        _release_free_memory()  # working-set Grams come and go at growing sizes
+        release_free_memory()  # working-set Grams come and go at growing sizes
         errors[path.live, :, index] = (resid[held_out] ** 2).T.cpu().numpy()
         history[index] = path.full_fit()
         reached[path.live] = index + 1
