@@ -281,6 +281,9 @@ def _times_rows(beta: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     (beta' rows)': BLAS runs rows' @ beta, a transposed operand against a thin one, 2-15x slower
     there (measured at R = 2 and 6), and 10-30% faster from R = 12 on."""
     beta = beta.to(rows.dtype)
+    if beta.shape[1] <= THIN and rows.device.type == "cpu":  # numpy's BLAS (OpenBLAS) runs this
+        # shape ~2x torch's here (5 x 4,000 by 4,000 x 7,658 float32: 13.5 vs 25 ms on 2 cores)
+        return torch.from_numpy(beta.T.contiguous().numpy() @ rows.numpy()).T.contiguous().double()
     if beta.shape[1] <= THIN:
         return (beta.T @ rows).T.contiguous().double()
     return (rows.T @ beta).double()
