@@ -25,9 +25,7 @@ from numba.extending import intrinsic
 numba.config.THREADING_LAYER = "workqueue"  # as methods/lasso_cd.py, which says why
 
 TILE = 64  # Gram rows and columns per tile: a tile's packed words stay in the L1/L2 caches
-PACK_ROWS = (
-    8192  # rows whose bits are gathered unpacked at a time (p x 8,192 bytes), a multiple of 8
-)
+PACK_ROWS = 8192  # rows whose bits are gathered unpacked at a time (a multiple of 8)
 
 
 @intrinsic
