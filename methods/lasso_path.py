@@ -367,9 +367,10 @@ def lasso_cv_path(
 
 
 def schedule_bytes(schedule: str, m: int, p: int, n_folds: int, dtype: torch.dtype) -> int:
-    """Bytes a Gram schedule holds beyond the design: the Grams (in the design's dtype) and the
-    folds' copies of the design for the held-out fits (every fold's, or one at a time);
-    working sets ('sets') adapt to the budget."""
+    """Bytes a Gram schedule holds beyond the design: the Grams (in the design's dtype; an upper
+    bound where they are counted, in float32: lasso_sets.gram_dtype) and the folds' copies of the
+    design for the held-out fits (every fold's, or one at a time); working sets ('sets') adapt to
+    the budget."""
     itemsize = torch.finfo(dtype).bits // 8
     fold = MaskDesign.stored_bytes(-(-m // n_folds), p, dtype)
     if schedule == "resident":

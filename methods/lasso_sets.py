@@ -179,9 +179,8 @@ def gram_dtype(design: MaskDesign, problems) -> torch.dtype:
 
 def problem_grams(design: MaskDesign, problems) -> tuple[np.ndarray, torch.Tensor]:
     """Residualised Grams H_k = X~' X~ over the training rows of every problem (K + 1, p, p), in
-    gram_dtype, and the products X_T' B_T
-    with the basis (K + 1, p, G): the folds' in one pass over the rows (rows_gram), each
-    problem's the sum of the others. Every step writes into the one (K + 1) p^2 array: a
+    gram_dtype, and the products X_T' B_T with the basis (K + 1, p, G): the folds' in one pass
+    over the rows (rows_gram), each problem's the sum of the others. Every step writes into the one (K + 1) p^2 array: a
     temporary of that size costs more in page faults than its products."""
     n_folds, p = len(problems.fold_ids), design.p
     dtype = gram_dtype(design, problems)

@@ -157,10 +157,10 @@ class MaskDesign:
 
     @staticmethod
     def stored_bytes(m: int, p: int, dtype: torch.dtype, cache_mb: float = CACHE_MB) -> int:
-        """Bytes a design (or row subset) of m rows and p columns holds: its features in dtype
-        where they fit cache_mb, else its 0/1 bits, one byte each."""
+        """Bytes a design (or row subset) of m rows and p columns holds: its 0/1 bits, one byte
+        each, and its features in dtype where they fit cache_mb."""
         features = m * p * torch.finfo(dtype).bits // 8
-        return features if features <= cache_mb * 2**20 else m * p
+        return m * p + (features if features <= cache_mb * 2**20 else 0)
 
     def row_subset(self, rows: torch.Tensor) -> MaskDesign:
         """The design of the samples `rows` only: a copy of their features when those fit
@@ -281,9 +281,9 @@ def _times_rows(beta: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     (beta' rows)': BLAS runs rows' @ beta, a transposed operand against a thin one, 2-15x slower
     there (measured at R = 2 and 6), and 10-30% faster from R = 12 on."""
     beta = beta.to(rows.dtype)
-    if beta.shape[1] <= THIN and rows.device.type == "cpu":  # numpy's BLAS (OpenBLAS) runs this
-        # shape ~2x torch's here (5 x 4,000 by 4,000 x 7,658 float32: 13.5 vs 25 ms on 2 cores)
+    if beta.shape[1] > THIN:
+        return (rows.T @ beta).double()
+    if rows.device.type == "cpu":  # numpy's BLAS (OpenBLAS) runs this shape ~2x torch's here
+        # (5 x 4,000 by 4,000 x 7,658 float32: 13.5 vs 25 ms on 2 cores)
         return torch.from_numpy(beta.T.contiguous().numpy() @ rows.numpy()).T.contiguous().double()
-    if beta.shape[1] <= THIN:
-        return (beta.T @ rows).T.contiguous().double()
-    return (rows.T @ beta).double()
+    return (beta.T @ rows).T.contiguous().double()

@@ -74,9 +74,11 @@ def row_codes(design, rows: torch.Tensor, basis: torch.Tensor):
     """The distinct (a, b, basis row) of the rows R and each row's group, or None where they are
     too many for counting to pay: a group of under 16 rows on average (then a pair of columns
     costs over ~4 popcounts of 64 rows against 16 multiply-adds)."""
+    if design.device.type != "cpu":  # the counting kernel runs on the CPU
+        return None
     keys = torch.cat([design.a[rows, None], design.b[rows, None], basis[rows]], 1).cpu().numpy()
     codes, group = np.unique(keys, axis=0, return_inverse=True)
-    if design.device.type != "cpu" or 16 * len(codes) > len(rows):
+    if 16 * len(codes) > len(rows):
         return None
     return codes, group.reshape(-1)
 

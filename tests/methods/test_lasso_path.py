@@ -84,7 +84,7 @@ def test_compiled_gram_path_equals_the_reference(name, rule, knockoffs, schedule
 
 def test_auto_schedule_follows_the_memory_budget():
     """Resident Grams where (K + 1) p^2 float64 and the folds' copies of the design fit memory_mb
-    (p = 120, m = 400: 1.03 MB), two Grams and one fold where those do (0.29 MB), working sets
+    (p = 120, m = 400: 1.07 MB), two Grams and one fold where those do (0.30 MB), working sets
     below that; a Gram schedule asked for by name that does not fit is refused with what it needs."""
     game = games.random_pairwise(60, n_pairs=40, seed=2)
     for memory_mb, schedule in [(1.1, "resident"), (0.5, "sequential"), (0.2, "sets")]:
